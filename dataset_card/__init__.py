@@ -1,0 +1,1 @@
+"""Dataset card and pull-request templates shipped with vdata-hub."""

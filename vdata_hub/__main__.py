@@ -1,0 +1,3 @@
+from vdata_hub.cli import main
+
+main()

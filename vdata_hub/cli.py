@@ -1,0 +1,278 @@
+"""Command line: parsing and printing only; every command calls the library function of the
+same name. Heavy libraries are imported inside the commands so `--help` stays instant."""
+
+from __future__ import annotations
+
+import sys
+
+from vdata_hub.errors import VdataError
+
+# Short flags of the original design, rewritten before fire parses the command line.
+SHORT_FLAGS = {
+    "generate": {"-k": "--api-key", "--apikey": "--api-key", "-n": "--num-records", "-q": "--quiet"},
+    "pull": {"-j": "--format=json", "-t": "--format=text", "-c": "--format=csv", "-p": "--format=parquet", "-q": "--quiet"},
+}
+COMMAND_ALIASES = {"gen": "generate"}
+
+
+class Eval:
+    """Bias evaluation: StereoSet, fine-tuning, and a before/after report.
+
+    Examples:
+      vdata eval stereoset --model gpt2 --output results/
+      vdata eval finetune --model gpt2 --data org/vdata --output ft/ --max-steps 200
+      vdata eval report --model gpt2 --data org/vdata --push
+    """
+
+    def stereoset(self, model="gpt2", data=None, predictions=None, output="stereoset-results",
+                  batch_size=16, device=None, max_examples=None, quiet=False):
+        """Score a causal LM on StereoSet (intrasentence and intersentence) with the official rules.
+
+        Examples:
+          vdata eval stereoset --model gpt2 --output results/
+          vdata eval stereoset --model local --data dev.json --max-examples 200
+          vdata eval stereoset --predictions predictions.json --data dev.json
+
+        Args:
+          model: Hub id or local path loadable by transformers; `local` for the embedded SmolLM2.
+          data: StereoSet JSON file in the original layout; default: McGill-NLP/stereoset from the Hub.
+          predictions: score this predictions file instead of running a model.
+          output: folder for results.json, predictions.json, scores, a markdown table and a chart.
+          batch_size: sentences per forward pass.
+          device: cpu, cuda, ...; default: a GPU when present.
+          max_examples: evaluate only the first N examples of each task (for quick runs).
+          quiet: no progress bar.
+        """
+        from vdata_hub.eval.stereoset import run_stereoset
+
+        result = run_stereoset(model=model, data=data, predictions=predictions, output=output,
+                               batch_size=batch_size, device=device, max_examples=max_examples, quiet=quiet)
+        _print_summary(result, quiet)
+
+    def finetune(self, model="gpt2", data="org/vdata", output="finetuned", config=None, revision=None,
+                 max_steps=200, learning_rate=5e-5, block_size=256, batch_size=8, eval_fraction=0.05,
+                 resume=True, device=None, quiet=False):
+        """Fine-tune a causal LM on the `text` column of a vdata dataset (Hub repo or Arrow folder).
+
+        Examples:
+          vdata eval finetune --model gpt2 --data org/vdata --output ft/ --max-steps 200
+          vdata eval finetune --model local --data ./vdata-out --output ft/ --max-steps 20
+        """
+        from vdata_hub.eval.finetune import finetune
+
+        result = finetune(model=model, data=data, output=output, config=config, revision=revision,
+                          max_steps=max_steps, learning_rate=learning_rate, block_size=block_size,
+                          batch_size=batch_size, eval_fraction=eval_fraction, resume=resume,
+                          device=device, quiet=quiet)
+        _print_summary(result, quiet)
+
+    def report(self, model="gpt2", data="org/vdata", output="eval-report", stereoset=None, max_steps=200,
+               max_examples=None, repo=None, push=False, token=None, device=None, quiet=False):
+        """StereoSet before, fine-tune, StereoSet after; JSON, markdown and a chart; --push into the card.
+
+        Examples:
+          vdata eval report --model gpt2 --data org/vdata --push
+          vdata eval report --model local --data ./vdata-out --stereoset dev.json --max-steps 20
+        """
+        from vdata_hub.eval.report import report
+
+        result = report(model=model, data=data, output=output, stereoset=stereoset, max_steps=max_steps,
+                        max_examples=max_examples, repo=repo, push=push, token=token, device=device, quiet=quiet)
+        _print_summary(result, quiet)
+
+
+class Commands:
+    """vdata: generate low-bias synthetic training data with any LLM and share it on the Hugging Face Hub.
+
+    Run `vdata COMMAND --help` for a command's options and examples.
+
+    Examples:
+      vdata gen                                  # demo spec, embedded local model, no key needed
+      vdata gen out/ my-spec.yaml -k $OPENAI_API_KEY --model gpt-4o-mini
+      vdata contribute out/                      # open a pull request on the Hub dataset
+      vdata pull rows.jsonl --config gender --limit 1000
+      vdata pull rows.csv --sql "SELECT text FROM vdata WHERE domain = 'healthcare'"
+    """
+
+    def __init__(self):
+        self.eval = Eval()
+
+    def generate(self, out="vdata-out", spec="demo", model=None, api_base=None, num_records=None,
+                 concurrency=None, max_cost=None, api_key=None, dry_run=False, quiet=False,
+                 no_donate_prompt=False):
+        """Generate records from a spec with any LLM (through LiteLLM) into an Arrow dataset at OUT.
+
+        Resumable: run the same command again after a stop and it continues where it stopped.
+
+        Examples:
+          vdata gen                                   # ./vdata-out from the `demo` spec, embedded model
+          vdata gen out/ balanced-small -k $OPENAI_API_KEY --model gpt-4o-mini
+          vdata gen out/ spec.yaml --model openai/my-model --api-base http://localhost:8000/v1
+          vdata gen out/ full --dry-run               # planned requests, tokens, USD, bytes; no calls
+
+        Args:
+          out: folder to write the dataset to (default ./vdata-out).
+          spec: spec file (JSON or YAML) or a shipped spec name: demo, balanced-small, full.
+          model: LiteLLM model string, `local` or `local:PATH.gguf`; overrides the spec.
+          api_base: base URL of an OpenAI-compatible server; overrides the spec.
+          num_records: number of records (-n); overrides the spec.
+          concurrency: requests in flight at most; overrides the spec.
+          max_cost: stop cleanly once this many USD are spent; overrides the spec.
+          api_key: API key (-k); else $APIKEY, else the provider's variable (OPENAI_API_KEY, ...).
+          dry_run: print the plan and cost estimate without calling any model.
+          quiet: print only errors.
+          no_donate_prompt: do not ask to contribute or show the support message after the run.
+        """
+        from vdata_hub.generate import generate
+
+        generate(out=str(out), spec=str(spec), model=_opt_str(model), api_base=_opt_str(api_base),
+                 num_records=num_records, concurrency=concurrency, max_cost=max_cost,
+                 api_key=_opt_str(api_key), dry_run=dry_run, quiet=quiet, no_donate_prompt=no_donate_prompt)
+
+    def estimate(self, spec="demo", model=None, num_records=None):
+        """Print planned requests, estimated tokens, USD and output size for a spec; calls no model.
+
+        Examples:
+          vdata estimate full --model gpt-4o
+        """
+        from vdata_hub.cost import estimate, format_estimate
+
+        print(format_estimate(estimate(spec=str(spec), model=_opt_str(model), num_records=num_records)))
+
+    def contribute(self, out="vdata-out", repo=None, token=None, part=None, dry_run=False, quiet=False):
+        """Validate a generated dataset and open one pull request adding it to the Hub dataset.
+
+        Examples:
+          vdata contribute out/
+          vdata contribute out/ --part 0.25            # a fraction
+          vdata contribute out/ --part 500             # a count
+          vdata contribute out/ --part bias_axis=gender --dry-run
+
+        Args:
+          out: the folder `generate` wrote.
+          repo: Hub dataset repo (default $VDATA_REPO, the config file, else org/vdata).
+          token: Hub token (default HF_TOKEN or `hf auth login`).
+          part: a fraction (0.25), a count (500) or a filter (bias_axis=gender).
+          dry_run: validate and show what would be uploaded, without uploading.
+          quiet: print only errors and the PR URL.
+        """
+        from vdata_hub.contribute import contribute
+
+        contribute(out=str(out), repo=_opt_str(repo), token=_opt_str(token), part=part, dry_run=dry_run, quiet=quiet)
+
+    def review(self, repo=None, pr=None, merge=False, close_invalid=False, token=None, quiet=False):
+        """Maintainers: validate open contribution PRs, comment the report, merge or close them.
+
+        Examples:
+          vdata review                          # comment on every open PR
+          vdata review --pr 3 --merge
+          vdata review --merge --close-invalid
+        """
+        from vdata_hub.review import review
+
+        review(repo=_opt_str(repo), pr=pr, merge=merge, close_invalid=close_invalid, token=_opt_str(token), quiet=quiet)
+
+    def card(self, repo=None, push=False, token=None, output=None):
+        """Render the dataset card (counts, tokens, cost, contributors, evaluation); --push commits it.
+
+        Examples:
+          vdata card                            # print the card for org/vdata
+          vdata card --repo me/vdata --push
+        """
+        from vdata_hub.card import card
+
+        text = card(repo=_opt_str(repo), push=push, token=_opt_str(token), output=_opt_str(output))
+        if not push and output is None:
+            print(text)
+
+    def init_repo(self, repo, token=None, private=False):
+        """Create a new vdata dataset repo on the Hub (card with per-axis configs, .gitattributes).
+
+        Examples:
+          vdata init-repo my-org/vdata
+        """
+        from vdata_hub.card import init_repo
+
+        print(init_repo(repo=str(repo), token=_opt_str(token), private=private))
+
+    def pull(self, out, format=None, repo=None, revision=None, config=None, limit=None, sql=None, quiet=False):
+        """Export rows of the Hub dataset (JSON Lines, text, CSV, Parquet) or the result of read-only SQL.
+
+        SQL sees the dataset as table `vdata` (and one view per bias-axis config, e.g. `gender`).
+        Columns: id, text, prompt, system_prompt, template, template_sha, variables, bias_axis,
+        domain, task, group, model, params, input_tokens, output_tokens, cost_usd, finish_reason,
+        created_at, generator_version, spec_sha, augmented, source_id, flags.
+
+        Examples:
+          vdata pull rows.jsonl --config gender --limit 1000
+          vdata pull texts.txt -t --revision refs/pr/3
+          vdata pull out.csv --sql "SELECT domain, count(*) AS n FROM vdata GROUP BY domain"
+          vdata pull out.parquet --sql                # opens $EDITOR on an example query
+
+        Args:
+          out: output file; format from -j/-t/-c/-p or from its extension.
+          format: json, text, csv or parquet.
+          repo: Hub dataset repo (default $VDATA_REPO, the config file, else org/vdata).
+          revision: branch, tag, commit or refs/pr/N.
+          config: one bias axis.
+          limit: at most this many rows.
+          sql: a read-only query; with no statement, opens $EDITOR.
+          quiet: print only errors.
+        """
+        from vdata_hub.pull import pull
+
+        pull(out=str(out), format=_opt_str(format), repo=_opt_str(repo), revision=_opt_str(revision),
+             config=_opt_str(config), limit=limit, sql=sql, quiet=quiet)
+
+    def stats(self, dataset="vdata-out", json=False, chart=None, revision=None, threshold=None):
+        """Balance statistics of a local dataset or Hub repo: group mentions, pronouns, coverage, ...
+
+        Examples:
+          vdata stats vdata-out
+          vdata stats org/vdata --json
+          vdata stats vdata-out --chart balance.png
+        """
+        from vdata_hub.stats import format_stats, stats
+
+        result = stats(dataset=str(dataset), revision=_opt_str(revision), chart=_opt_str(chart), threshold=threshold)
+        print(format_stats(result, as_json=json))
+
+
+def _opt_str(value):
+    """fire turns `--api-key 123` into an int; options that are strings stay strings."""
+    return None if value is None else str(value)
+
+
+def _print_summary(result, quiet: bool) -> None:
+    if not quiet and result is not None and hasattr(result, "summary"):
+        print(result.summary())
+
+
+def rewrite_argv(argv: list[str]) -> list[str]:
+    """Apply command aliases (`gen`) and the original design's short flags (`-k`, `-j`, ...)."""
+    if not argv:
+        return argv
+    command = COMMAND_ALIASES.get(argv[0], argv[0])
+    flags = SHORT_FLAGS.get(command, {})
+    rewritten = [command]
+    for arg in argv[1:]:
+        name, sep, value = arg.partition("=")
+        if name in flags:
+            rewritten.append(flags[name] + (("=" + value) if sep else ""))
+        else:
+            rewritten.append(arg)
+    return rewritten
+
+
+def main(argv: list[str] | None = None) -> None:
+    import fire
+
+    argv = rewrite_argv(list(sys.argv[1:] if argv is None else argv))
+    try:
+        fire.Fire(Commands, command=argv, name="vdata")
+    except VdataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
