@@ -16,3 +16,4 @@ for secret in ("HF_TOKEN", "APIKEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEM
     os.environ.pop(secret, None)
 
 # Fixture modules of the local servers (each helper adds its own line):
+from tests.fake_llm.fixtures import _fake_llm_server, fake_llm  # noqa: E402,F401

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -213,32 +214,47 @@ def plan_records(loaded: LoadedSpec) -> list[PlannedRecord]:
     With `num_records` unset there is one record per combination; above the grid size the grid
     repeats with a higher sample index (a new id, so a new sample).
     """
+    return list(iter_planned_records(loaded))
+
+
+def iter_planned_records(loaded: LoadedSpec) -> Iterator[PlannedRecord]:
+    """plan_records() one record at a time, so a 100k-record run does not hold every prompt.
+
+    The grid is rendered in full before the first record is yielded: a template error (an
+    undefined variable, a syntax error) is raised before any model is called, and records that
+    repeat a combination share its prompt strings.
+    """
     spec, source = loaded.spec, loaded.source
     templates = load_templates(loaded)
     combos = [(t, variables) for t in templates for variables in _variable_grid(t, spec, source)]
     if not combos:
         raise SpecError(f"{source}: the variable grid is empty (a variable has an empty list)")
-    ordered = _balanced_order(combos, spec.seed)
-    total = spec.num_records or len(ordered)
+    rendered = [_render_combo(template, variables) for template, variables in _balanced_order(combos, spec.seed)]
+    total = spec.num_records or len(rendered)
     params = spec.sampling.model_dump()
-    planned = []
+    return _yield_planned(rendered, total, spec.model, params)
+
+
+def _render_combo(template: PromptTemplate, variables: dict) -> tuple[PromptTemplate, dict, str, str]:
+    where = f"{template.name!r} ({template.path})"
+    system_prompt = render(template.system_body, variables, where) if template.system_body else ""
+    return template, variables, render(template.body, variables, where), system_prompt
+
+
+def _yield_planned(rendered: list, total: int, model: str, params: dict) -> Iterator[PlannedRecord]:
     for index in range(total):
-        template, variables = ordered[index % len(ordered)]
-        sample_index = index // len(ordered)
-        where = f"{template.name!r} ({template.path})"
-        planned.append(
-            PlannedRecord(
-                id=record_id(template.sha, variables, spec.model, params, sample_index),
-                template=template.name,
-                template_sha=template.sha,
-                variables=variables,
-                prompt=render(template.body, variables, where),
-                system_prompt=render(template.system_body, variables, where) if template.system_body else "",
-                bias_axis=str(variables.get("bias_axis", "")),
-                domain=str(variables.get("domain", "")),
-                task=template.task,
-                group=str(variables.get("group", "")),
-                sample_index=sample_index,
-            )
+        template, variables, prompt, system_prompt = rendered[index % len(rendered)]
+        sample_index = index // len(rendered)
+        yield PlannedRecord(
+            id=record_id(template.sha, variables, model, params, sample_index),
+            template=template.name,
+            template_sha=template.sha,
+            variables=variables,
+            prompt=prompt,
+            system_prompt=system_prompt,
+            bias_axis=str(variables.get("bias_axis", "")),
+            domain=str(variables.get("domain", "")),
+            task=template.task,
+            group=str(variables.get("group", "")),
+            sample_index=sample_index,
         )
-    return planned

@@ -1,0 +1,22 @@
+"""python -m tests.fake_llm --port P [--latency S]: serve the fake LLM until interrupted."""
+
+import argparse
+
+from aiohttp import web
+
+from tests.fake_llm.server import FakeLLM, make_app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_llm", description=__doc__)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
+    args = parser.parse_args()
+    state = FakeLLM()
+    state.set(latency=args.latency)
+    web.run_app(make_app(state), host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

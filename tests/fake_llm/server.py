@@ -1,0 +1,181 @@
+"""The fake server: an aiohttp app whose behaviour is one mutable `FakeLLM` state.
+
+Faults are queued (`faults=[["429", 2], ["500", 1]]` serves two 429s then one 500, then normal
+replies), or tied to prompts (`fail_matching={"cursed": "500"}` fails every prompt containing
+"cursed"), or come from load (`max_concurrent=4` answers 429 above four requests in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+
+from aiohttp import web
+
+FAULT_KINDS = ("429", "500", "hang", "html", "empty", "empty_text", "401")
+DEFAULTS = {
+    "latency": 0.0,  # seconds before each reply
+    "faults": [],  # queue of [kind, count]
+    "fail_matching": {},  # prompt substring -> fault kind, every time
+    "bad_keys": ["bad-key"],  # API keys answered with 401
+    "max_concurrent": None,  # 429 above this many requests in flight
+    "retry_after": None,  # Retry-After header on 429s (seconds, as text)
+    "hang_s": 30.0,  # how long a "hang" fault holds the request
+    "reply_sentences": 4,  # length of each reply
+    "ratelimit_headers": {},  # extra headers on every reply (x-ratelimit-remaining-requests, ...)
+}
+WORDS = {
+    "who": ["The nurse", "An engineer", "The new manager", "A retired teacher", "The apprentice", "A pilot",
+            "The accountant", "A young chef", "The librarian", "A carpenter", "The surgeon", "A student"],
+    "did": ["fixed", "designed", "organised", "rebuilt", "explained", "measured", "planned", "tested",
+            "repaired", "documented", "improved", "delivered"],
+    "what": ["the old heating system", "a schedule for the night shift", "the budget for spring",
+             "a bridge over the river", "the clinic's records", "a garden on the roof", "the training plan",
+             "a safer ladder", "the delivery routes", "the broken pump", "a reading club", "the wiring"],
+    "how": ["with patience and care", "after weeks of practice", "by asking good questions",
+            "in one long afternoon", "together with two colleagues", "using a careful checklist",
+            "before anyone else noticed", "while teaching others", "with borrowed tools", "from first principles"],
+}
+
+
+def reply_text(seed: str, sentences: int) -> str:
+    """Plain, varied English so quality filters (length, repetition, language) accept it."""
+    rng = random.Random(seed)
+    parts = [f"{rng.choice(WORDS['who'])} {rng.choice(WORDS['did'])} {rng.choice(WORDS['what'])} "
+             f"{rng.choice(WORDS['how'])}." for _ in range(sentences)]
+    return " ".join(parts)
+
+
+class FakeLLM:
+    """Behaviour settings and request counters, shared by every request."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.settings = json.loads(json.dumps(DEFAULTS))
+        self.counters = {"requests": 0, "ok": 0, "in_flight": 0, "max_in_flight": 0, "requests_by_key": {}}
+        self.counters.update({f"fault_{kind}": 0 for kind in FAULT_KINDS})
+        self.log: list[dict] = []  # one entry per request: time, status, fault
+
+    def set(self, **settings) -> None:
+        unknown = set(settings) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown fake LLM setting(s): {sorted(unknown)}")
+        self.settings.update(settings)
+        self.settings["faults"] = [list(item) for item in self.settings["faults"]]
+
+    def next_fault(self, prompt: str, api_key: str) -> str | None:
+        if api_key in self.settings["bad_keys"]:
+            return "401"
+        for substring, kind in self.settings["fail_matching"].items():
+            if substring in prompt:
+                return kind
+        limit = self.settings["max_concurrent"]
+        if limit is not None and self.counters["in_flight"] > limit:
+            return "429"
+        queue = self.settings["faults"]
+        while queue and queue[0][1] <= 0:
+            queue.pop(0)
+        if queue:
+            queue[0][1] -= 1
+            return queue[0][0]
+        return None
+
+
+def _api_key(request: web.Request) -> str:
+    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+
+
+def _completion(body: dict, text: str | None, choices: bool = True) -> dict:
+    prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+    completion_tokens = max(1, len(text or "") // 4)
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake-model"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+        if choices else [],
+        "usage": {"prompt_tokens": max(1, prompt_chars // 4), "completion_tokens": completion_tokens,
+                  "total_tokens": max(1, prompt_chars // 4) + completion_tokens},
+    }
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    state: FakeLLM = request.app["state"]
+    counters = state.counters
+    counters["requests"] += 1
+    key = _api_key(request)
+    counters["requests_by_key"][key] = counters["requests_by_key"].get(key, 0) + 1
+    counters["in_flight"] += 1
+    counters["max_in_flight"] = max(counters["max_in_flight"], counters["in_flight"])
+    try:
+        body = await request.json()
+        prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        fault = state.next_fault(prompt, key)
+        if len(state.log) < 10000:
+            state.log.append({"t": time.time(), "fault": fault})
+        if fault:
+            counters[f"fault_{fault}"] += 1
+        return await _answer(state, body, prompt, fault)
+    finally:
+        counters["in_flight"] -= 1
+
+
+async def _answer(state: FakeLLM, body: dict, prompt: str, fault: str | None) -> web.StreamResponse:
+    settings = state.settings
+    if fault == "401":
+        return web.json_response({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
+                                            "code": "invalid_api_key"}}, status=401)
+    if fault == "429":
+        headers = {"Retry-After": str(settings["retry_after"])} if settings["retry_after"] is not None else {}
+        return web.json_response({"error": {"message": "Rate limit reached.", "type": "rate_limit_error"}},
+                                 status=429, headers=headers)
+    if fault == "500":
+        return web.json_response({"error": {"message": "The server had an error.", "type": "server_error"}}, status=500)
+    if fault == "hang":
+        await asyncio.sleep(settings["hang_s"])
+    elif settings["latency"]:
+        await asyncio.sleep(settings["latency"])
+    if fault == "html":
+        return web.Response(text="<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html")
+    state.counters["ok"] += 1
+    seed = hashlib.sha256(f"{prompt}\x00{state.counters['requests']}".encode()).hexdigest()
+    text = "" if fault == "empty_text" else reply_text(seed, settings["reply_sentences"])
+    return web.json_response(_completion(body, text, choices=fault != "empty"), headers=settings["ratelimit_headers"])
+
+
+async def _control(request: web.Request) -> web.Response:
+    state: FakeLLM = request.app["state"]
+    body = await request.json()
+    if body.pop("reset", False):
+        state.reset()
+    try:
+        state.set(**body)
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response(state.settings)
+
+
+async def _stats(request: web.Request) -> web.Response:
+    state: FakeLLM = request.app["state"]
+    return web.json_response({**state.counters, "log": state.log if request.query.get("log") else None})
+
+
+async def _models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+
+def make_app(state: FakeLLM | None = None) -> web.Application:
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app["state"] = state or FakeLLM()
+    app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/chat/completions", _chat)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_post("/control", _control)
+    app.router.add_get("/stats", _stats)
+    return app
