@@ -5,6 +5,7 @@ any test module imports them.
 """
 
 import os
+import socket
 import tempfile
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -15,5 +16,15 @@ os.environ["VDATA_CONFIG"] = os.path.join(tempfile.mkdtemp(prefix="vdata-config-
 for secret in ("HF_TOKEN", "APIKEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
     os.environ.pop(secret, None)
 
+# Hub emulator: huggingface_hub and datasets read these at import, so they are set before any import of them.
+_hf_home = tempfile.mkdtemp(prefix="vdata-hf-home-")
+os.environ["HF_HOME"] = _hf_home
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_hf_home, "datasets")
+os.environ.pop("HUGGINGFACE_CO_STAGING", None)
+with socket.socket() as _sock:  # a free port for the session's emulator (fixture `hub`)
+    _sock.bind(("127.0.0.1", 0))
+    os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{_sock.getsockname()[1]}"
+
 # Fixture modules of the local servers (each helper adds its own line):
 from tests.fake_llm.fixtures import _fake_llm_server, fake_llm  # noqa: E402,F401
+from tests.hub_emulator.fixtures import hub  # noqa: E402,F401

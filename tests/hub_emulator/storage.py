@@ -1,0 +1,118 @@
+"""On-disk state of the emulator: content-addressed blobs plus SQLite metadata.
+
+Blobs live under ``blobs/<aa>/<sha256>`` and are written by streaming to a temp file while hashing,
+so a large upload never sits in memory. Metadata (repos, commits, refs, discussions) is in one SQLite
+file guarded by one lock: the emulator serves tests, not production traffic.
+"""
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS repos (
+    id INTEGER PRIMARY KEY, type TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    private INTEGER NOT NULL, gated TEXT, created_at TEXT NOT NULL, next_num INTEGER NOT NULL DEFAULT 1);
+CREATE UNIQUE INDEX IF NOT EXISTS repos_key ON repos (type, lower(namespace), lower(name));
+CREATE TABLE IF NOT EXISTS commits (
+    oid TEXT PRIMARY KEY, repo_id INTEGER NOT NULL, parent TEXT, title TEXT, message TEXT,
+    author TEXT, date TEXT, tree TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS refs (
+    repo_id INTEGER NOT NULL, name TEXT NOT NULL, oid TEXT NOT NULL, PRIMARY KEY (repo_id, name));
+CREATE TABLE IF NOT EXISTS discussions (
+    repo_id INTEGER NOT NULL, num INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (repo_id, num));
+"""
+
+
+class BlobMismatch(ValueError):
+    """Raised when streamed content does not match the announced sha256 or size."""
+
+
+class Store:
+    """Blobs on disk and metadata rows; every metadata access goes through ``self.lock``."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.blob_dir = self.root / "blobs"
+        self.tmp_dir = self.root / "tmp"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.db = sqlite3.connect(self.root / "meta.sqlite3", check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.executescript(SCHEMA)
+
+    # -- blobs -------------------------------------------------------------------------------
+    def blob_path(self, sha256):
+        return self.blob_dir / sha256[:2] / sha256
+
+    def has_blob(self, sha256):
+        return self.blob_path(sha256).is_file()
+
+    def put_stream(self, read_into, size, expected_sha256=None):
+        """Store ``size`` bytes pulled by ``read_into(memoryview) -> n``; return (sha256, git_sha1)."""
+        sha = hashlib.sha256()
+        git = hashlib.sha1(b"blob %d\0" % size)
+        buf = bytearray(min(CHUNK, max(size, 1)))
+        view = memoryview(buf)
+        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir)
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as out:
+                left = size
+                while left:
+                    n = read_into(view[: min(left, len(buf))])
+                    if not n:
+                        raise BlobMismatch(f"body ended {left} bytes early")
+                    sha.update(view[:n])
+                    git.update(view[:n])
+                    out.write(view[:n])
+                    left -= n
+            digest = sha.hexdigest()
+            if expected_sha256 and digest != expected_sha256:
+                raise BlobMismatch(f"content sha256 {digest} does not match oid {expected_sha256}")
+            final = self.blob_path(digest)
+            final.parent.mkdir(exist_ok=True)
+            os.replace(tmp, final)
+            return digest, git.hexdigest()
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def put_bytes(self, data):
+        view = memoryview(data)
+        pos = 0
+
+        def read_into(target):
+            nonlocal pos
+            n = min(len(target), len(view) - pos)
+            target[:n] = view[pos : pos + n]
+            pos += n
+            return n
+
+        return self.put_stream(read_into, len(data))
+
+    def read_blob(self, sha256):
+        return self.blob_path(sha256).read_bytes()
+
+    # -- metadata ----------------------------------------------------------------------------
+    def query(self, sql, *args):
+        with self.lock:
+            return self.db.execute(sql, args).fetchall()
+
+    def one(self, sql, *args):
+        rows = self.query(sql, *args)
+        return rows[0] if rows else None
+
+    def execute(self, sql, *args):
+        with self.lock:
+            return self.db.execute(sql, args)
+
+    def load_tree(self, commit_oid):
+        row = self.one("SELECT tree FROM commits WHERE oid = ?", commit_oid)
+        return json.loads(row["tree"]) if row else None
