@@ -1,0 +1,322 @@
+"""Counterfactual augmentation: copies of a generated row with the group terms swapped.
+
+A model trained on "she is a nurse" and "he is a nurse" alike learns less of the association between
+gender and job. For a row about one group, `counterfactuals()` writes the same text about each other
+group of its bias axis (and, for rows of other axes, a gender-flipped copy), as extra rows marked
+`augmented=True` and linked to their source row by `source_id`.
+
+Rules (data in templates/data/groups.yaml and templates/data/swaps.yaml):
+- Whole words only: a word that contains a term ("other", "manage", "sheet") and a hyphenated
+  compound ("man-made") are left alone unless the compound itself is listed.
+- Gender between "she" and "he" groups flips every gendered word: pronouns (with "her" as object ->
+  "him" and as possessive -> "his", "his" before a noun -> "her" and standing alone -> "hers"),
+  nouns (woman, mother, chairman...), titles and listed first names, keeping the case.
+  Between groups with the same pronouns (woman <-> transgender woman, nonbinary <-> genderqueer)
+  only the group nouns change; a swap that would need "they" <-> "she"/"he" (and so verb agreement,
+  "she is" -> "they are") is not generated.
+- Other axes: each group's terms per grammatical form (noun, plural, adjective, place, country) are
+  swapped for the same form of the target group, and "a"/"an" before them is corrected. A word used
+  as both noun and adjective ("Muslim") is read as an adjective when a noun follows it.
+- A row with two groups (`other_group`, e.g. ambiguous questions) gets one variant exchanging them.
+- Rows of another axis get only the gender flip (when `gender` is among the axes); group terms of
+  a third axis are not detected.
+Augmented rows cost nothing: their token counts and cost are 0 so totals are not double-counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Optional
+
+import yaml
+
+from vdata_hub.errors import SpecError
+from vdata_hub.resources import TEMPLATE_DATA_DIR
+
+WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+SWAPPED_FORMS = ("noun", "plural", "adj", "place", "places", "country")
+# Words that follow an object pronoun rather than the noun of a possessive: "gave her a book",
+# "told her that", "saw her again", "with her and".
+FOLLOWS_OBJECT = set("""
+a an the this that these those some any no every each all both either neither such what which whose
+to and or but nor so yet for with about at by from in into on onto of off out over up down through
+as if when while because before after since until till than then now here there again too also
+back away today yesterday tomorrow tonight later soon once twice very really not never always
+how why where who whom whether around across along during like unlike without within toward towards
+i you he she it we they me him us them my your his its our their one two three four five six seven
+eight nine ten is was are were be been being has have had do does did will would can could shall
+should may might must
+""".split())
+# "made her feel", "let her go": after these verbs "her" is an object when a bare verb follows.
+CAUSATIVE = set("let lets letting make makes made making help helps helped helping watch watched watching "
+                "hear heard hearing see saw seen seeing bid".split())
+BARE_VERBS = set("""
+feel go come do make take get know see think try stay leave work speak talk finish learn understand
+decide wait sit stand walk run smile laugh cry sing win lose choose start stop study read write
+rest sleep eat drink join lead move open pay play pass practise practice prepare recover return
+""".split())
+
+
+@dataclass(frozen=True)
+class Swap:
+    """One way to turn a row about `group` into a row about `target` (or a gender flip)."""
+
+    axis: str
+    target: str  # new group ("" for a flip of a row of another axis)
+    rewrite: Callable[[str], str]
+    variables: dict  # new values for group / other_group
+
+
+@lru_cache(maxsize=1)
+def _groups_data() -> dict:
+    return yaml.safe_load((TEMPLATE_DATA_DIR / "groups.yaml").read_text(encoding="utf-8"))["axes"]
+
+
+@lru_cache(maxsize=1)
+def _gender_words() -> tuple[dict, dict]:
+    """(lower-case word -> word, capitalised name -> name), both directions, from swaps.yaml."""
+    data = yaml.safe_load((TEMPLATE_DATA_DIR / "swaps.yaml").read_text(encoding="utf-8"))["gender"]
+    words = {}
+    for male, female in data["pairs"]:
+        words[male.lower()] = female.lower()
+        words[female.lower()] = male.lower()
+    for source, target in data["one_way"].items():
+        words[source.lower()] = target.lower()
+    names = {}
+    for male, female in data["names"]:
+        names[male] = female
+        names[female] = male
+    return words, names
+
+
+def swappable_axes() -> list[str]:
+    """Axes with swap rules: every axis of groups.yaml whose groups list their terms."""
+    return [axis for axis, entry in _groups_data().items() if entry.get("terms")]
+
+
+def _as_list(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _match_case(original: str, target: str, proper_target: bool, capitalise: bool) -> str:
+    if len(original) > 1 and original.isupper():
+        return target.upper()
+    if proper_target:
+        return target
+    if capitalise and original[:1].isupper():
+        return target[:1].upper() + target[1:]
+    return target
+
+
+def _at_sentence_start(text: str, start: int) -> bool:
+    before = text[:start].rstrip(" \t\"'“‘(")
+    return not before or before[-1] in ".!?:\n"
+
+
+def _neighbours(text: str, start: int, end: int) -> tuple[str, str]:
+    """The words right before and after text[start:end] when only spaces separate them ("" otherwise)."""
+    rest = text[end:]
+    after = WORD.match(text, end + len(rest) - len(rest.lstrip(" \t")))
+    before = re.search(r"([^\W\d_]+)[ \t]+$", text[:start])
+    return (before.group(1) if before else ""), (after.group() if after else "")
+
+
+def _noun_follows(next_word: str) -> bool:
+    return bool(next_word) and next_word.lower() not in FOLLOWS_OBJECT
+
+
+def _fix_article(pieces: list[str], replacement: str) -> None:
+    """Correct "a"/"an" at the end of the text written so far for the word that follows it."""
+    if not pieces:
+        return
+    match = re.search(r"(?<![\w-])(a|an|A|An|AN)(\s+)$", pieces[-1])
+    if not match:
+        return
+    vowel = bool(re.match(r"(?i)(?!uni|use|eu|one\b)[aeiou]|hour|honest|heir", replacement))
+    article = match.group(1)
+    new = ("an" if vowel else "a")
+    new = new.upper() if article.isupper() and len(article) > 1 else (new.capitalize() if article[0].isupper() else new)
+    pieces[-1] = pieces[-1][: match.start(1)] + new + match.group(2)
+
+
+def _rewrite(text: str, pattern: re.Pattern, choose: Callable[[str, str, str, bool], Optional[str]]) -> str:
+    """Replace each match of `pattern` by choose(match, previous word, next word, at sentence start)."""
+    pieces, last = [], 0
+    for match in pattern.finditer(text):
+        prev, next_word = _neighbours(text, match.start(), match.end())
+        replacement = choose(match.group(), prev, next_word, _at_sentence_start(text, match.start()))
+        if replacement is None or replacement == match.group():
+            continue
+        pieces.append(text[last:match.start()])
+        _fix_article(pieces, replacement)
+        pieces.append(replacement)
+        last = match.end()
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def _gender_word(word: str, prev: str, next_word: str, sentence_start: bool) -> Optional[str]:
+    base, lower = word, word.lower()
+    words, names = _gender_words()
+    if lower == "her":
+        is_object = not _noun_follows(next_word) or (prev.lower() in CAUSATIVE and next_word.lower() in BARE_VERBS)
+        target = "him" if is_object else "his"
+    elif lower == "his":
+        target = "her" if _noun_follows(next_word) else "hers"
+    elif lower in ("he", "she", "him", "hers", "himself", "herself"):
+        target = {"he": "she", "she": "he", "him": "her", "hers": "his", "himself": "herself", "herself": "himself"}[lower]
+    elif base in names:
+        return names[base]
+    elif lower in ("mr", "ms", "mrs") and not (base[:1].isupper() and base[1:].islower()):
+        return None  # "MS" (multiple sclerosis), "ms" (milliseconds)
+    elif lower == "miss" and not (base == "Miss" and next_word[:1].isupper()):
+        return None  # the verb
+    elif lower in words:
+        target = words[lower]
+    else:
+        return None
+    return _match_case(base, target, False, True)
+
+
+def _split_word(word: str) -> tuple[str, str]:
+    parts = re.split(r"(['’].*)$", word, maxsplit=1)
+    return parts[0], (parts[1] if len(parts) > 1 else "")
+
+
+def flip_gender(text: str) -> str:
+    """Every gendered word swapped between its male and female form, with grammar for the common cases."""
+
+    def choose(word: str, prev: str, next_word: str, sentence_start: bool) -> Optional[str]:
+        base, suffix = _split_word(word)
+        replaced = _gender_word(base, prev, next_word, sentence_start)
+        return None if replaced is None else replaced + suffix
+
+    return _rewrite(text, WORD, choose)
+
+
+def _term_pattern(terms) -> re.Pattern:
+    alternatives = sorted({t for t in terms}, key=len, reverse=True)
+    body = "|".join(re.escape(t) for t in alternatives)
+    return re.compile(rf"(?<![\w'’-])(?:{body})(?![\w-])", re.IGNORECASE)
+
+
+def _group_terms(axis: str, group: str) -> dict[str, list[str]]:
+    return {form: _as_list(words) for form, words in (_groups_data()[axis].get("terms", {}).get(group) or {}).items()}
+
+
+def phrase_swapper(pairs: list[tuple[str, str]]) -> Callable[[str], str]:
+    """A rewrite function swapping group terms: pairs of (source group, target group) of one axis each,
+    given as (axis, group) tuples, applied in one pass (so an exchange A <-> B works)."""
+    table: dict[str, dict[str, str]] = {}  # lower-case source term -> form -> target term
+    proper: dict[str, str] = {}  # lower-case source term -> its spelling when it is a proper noun/adjective
+    for (axis, source), (_, target) in pairs:
+        source_terms, target_terms = _group_terms(axis, source), _group_terms(axis, target)
+        for form in SWAPPED_FORMS:
+            if form in source_terms and form in target_terms:
+                for term in source_terms[form]:
+                    table.setdefault(term.lower(), {})[form] = target_terms[form][0]
+                    if term != term.lower():
+                        proper[term.lower()] = term
+    if not table:
+        return lambda text: text
+    pattern = _term_pattern(table)
+
+    def choose(word: str, prev: str, next_word: str, sentence_start: bool) -> Optional[str]:
+        key = word.lower()
+        if key in proper and word != proper[key] and not (len(word) > 1 and word.isupper()):
+            return None  # "white coat" is not "White"
+        forms = table[key]
+        if "adj" in forms and len(forms) > 1:
+            form = "adj" if _noun_follows(next_word) else next(f for f in forms if f != "adj")
+        else:
+            form = next(iter(forms))
+        target = forms[form]
+        capitalise = key not in proper or sentence_start
+        return _match_case(word, target, target != target.lower(), capitalise)
+
+    return lambda text: _rewrite(text, pattern, choose)
+
+
+def _pronouns(group: str) -> str:
+    return _groups_data()["gender"].get("pronouns", {}).get(group, "they")
+
+
+def _gender_swap(source: str, target: str) -> Optional[Callable[[str], str]]:
+    """How to rewrite a gender-axis text from `source` to `target`, or None when grammar forbids it."""
+    mine, theirs = _pronouns(source), _pronouns(target)
+    if mine == theirs:
+        return phrase_swapper([(("gender", source), ("gender", target))])
+    if {mine, theirs} == {"she", "he"} and flip_gender(source) == target:
+        return flip_gender
+    return None
+
+
+def _swaps_for(record: dict, variables: dict, axes: list[str]) -> list[Swap]:
+    axis, group = record.get("bias_axis", ""), record.get("group", "")
+    groups = _groups_data().get(axis, {}).get("groups", [])
+    swaps = []
+    if axis in axes and group in groups:
+        other = variables.get("other_group")
+        if other in groups and other != group:
+            rewrite = (_gender_swap(group, other) if axis == "gender"
+                       else phrase_swapper([((axis, group), (axis, other)), ((axis, other), (axis, group))]))
+            if rewrite:
+                swaps.append(Swap(axis, other, rewrite, {"group": other, "other_group": group}))
+        else:
+            for target in groups:
+                if target == group:
+                    continue
+                rewrite = _gender_swap(group, target) if axis == "gender" else phrase_swapper([((axis, group), (axis, target))])
+                if rewrite:
+                    swaps.append(Swap(axis, target, rewrite, {"group": target}))
+    if "gender" in axes and axis != "gender":
+        flipped = {name: flip_gender(str(variables[name])) for name in ("group", "other_group") if name in variables}
+        swaps.append(Swap("gender", "flip", flip_gender, flipped))
+    return swaps
+
+
+def counterfactual_id(source_id: str, axis: str, target: str) -> str:
+    """Stable id of a variant: the same source row and swap always give the same id."""
+    key = json.dumps(["counterfactual", source_id, axis, target], ensure_ascii=False)
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def counterfactuals(record: dict, axes: list[str] | None = None) -> list[dict]:
+    """Augmented copies of `record` (a Record as a dict) with group terms swapped.
+
+    `axes`: the axes to swap (None: every axis with swap rules). Variants whose text would not
+    change are not returned.
+    """
+    known = swappable_axes()
+    wanted = known if axes is None else list(axes)
+    unknown = [axis for axis in wanted if axis not in known]
+    if unknown:
+        raise SpecError(f"augment.axes: unknown axis {unknown[0]!r} (axes with swap rules: {', '.join(known)})")
+    raw_variables = record.get("variables") or {}
+    variables = json.loads(raw_variables) if isinstance(raw_variables, str) else dict(raw_variables)
+    rows = []
+    for swap in _swaps_for(record, variables, wanted):
+        text = swap.rewrite(record["text"])
+        if text == record["text"]:
+            continue
+        new_variables = {**variables, **swap.variables}
+        rows.append({
+            **record,
+            "id": counterfactual_id(record["id"], swap.axis, swap.target),
+            "text": text,
+            "prompt": swap.rewrite(record.get("prompt", "")),
+            "variables": json.dumps(new_variables, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            if isinstance(raw_variables, str) else new_variables,
+            "group": str(new_variables.get("group", record.get("group", ""))),
+            "augmented": True,
+            "source_id": record["id"],
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "flags": list(record.get("flags") or []),
+        })
+    return rows

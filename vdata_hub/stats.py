@@ -1,0 +1,350 @@
+"""Balance statistics of a dataset: does it talk about every group, in every domain, as often?
+
+Works on a local dataset folder (what `generate` writes) or a Hub dataset repo (its Parquet shards,
+reading only the columns it needs). What it measures:
+
+- mentions: for each bias axis, how many times each group is named in the texts (whole-word,
+  longest-first matching of the terms in templates/data/groups.yaml; terms written with a capital,
+  such as "Black" or "Muslim", match only with that capital, so "a white coat" is not a mention).
+  All texts count, whatever their own axis: that is what a model trains on.
+- rows per axis and rows per group (from the `bias_axis` and `group` columns).
+- pronouns: he/him/his/himself vs she/her/hers/herself vs they/them/their/theirs/themselves.
+- coverage: rows per domain × axis × task cell, against every combination of the values present.
+- length: characters and words, percentiles.
+- flags: quality.check_text with the default Quality settings; the refusal rate among them.
+- duplicates: rows whose normalised text (lower case, punctuation and spacing removed) already
+  appeared.
+
+Imbalance rule: a distribution is flagged when max / min > threshold (default 2.0), where min can be
+0 (then the ratio is infinite and always flagged). It is checked for the group mentions within each
+axis (axes without any mention are skipped), the rows per group within each axis, the rows per axis
+and he vs she pronouns (when either occurs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Optional
+
+import yaml
+
+from vdata_hub.errors import HubError, VdataError
+from vdata_hub.quality import check_text
+from vdata_hub.resources import TEMPLATE_DATA_DIR
+
+COLUMNS = ["text", "bias_axis", "domain", "task", "group", "augmented"]
+DEFAULT_THRESHOLD = 2.0
+PERCENTILES = (5, 25, 50, 75, 95)
+PRONOUNS = {
+    "he": ("he", "him", "his", "himself"),
+    "she": ("she", "her", "hers", "herself"),
+    "they": ("they", "them", "their", "theirs", "themselves", "themself"),
+}
+BOUNDED = r"(?<![\w'’-])(?:{})(?![\w-])"
+
+
+@dataclass
+class DatasetStats:
+    """Everything `vdata stats` reports; `to_dict()` is the --json output."""
+
+    dataset: str
+    revision: Optional[str]
+    rows: int
+    augmented_rows: int
+    threshold: float
+    rows_per_axis: dict = field(default_factory=dict)  # axis -> rows
+    rows_per_group: dict = field(default_factory=dict)  # axis -> group -> rows
+    mentions: dict = field(default_factory=dict)  # axis -> group -> mentions in texts
+    pronouns: dict = field(default_factory=dict)  # he/she/they -> count
+    pronoun_ratios: dict = field(default_factory=dict)  # he/she/they -> share of all three
+    coverage: dict = field(default_factory=dict)  # cells, covered, possible, missing
+    length_chars: dict = field(default_factory=dict)  # min, p5..p95, max, mean
+    length_words: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)  # quality flag -> rows
+    refusal_rate: float = 0.0
+    duplicates: int = 0
+    duplicate_rate: float = 0.0
+    imbalances: list = field(default_factory=list)  # {kind, axis, ratio, max, min, message}
+    chart: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def _axes() -> dict:
+    return yaml.safe_load((TEMPLATE_DATA_DIR / "groups.yaml").read_text(encoding="utf-8"))["axes"]
+
+
+def _term_regex(term: str) -> str:
+    if term.startswith("re:"):
+        return f"(?i:{term[3:]})"
+    return re.escape(term) if term != term.lower() else f"(?i:{re.escape(term)})"
+
+
+@lru_cache(maxsize=1)
+def mention_patterns() -> dict[str, tuple[re.Pattern, list[str]]]:
+    """Per axis: one regex with a named group per group of the axis, and the group names in order."""
+    patterns = {}
+    for axis, entry in _axes().items():
+        groups = list(entry.get("terms") or {})
+        parts = []
+        for index, group in enumerate(groups):
+            terms = [t for words in entry["terms"][group].values() for t in ([words] if isinstance(words, str) else words)]
+            terms.sort(key=len, reverse=True)
+            parts.append(f"(?P<g{index}>{'|'.join(_term_regex(t) for t in terms)})")
+        if parts:
+            patterns[axis] = (re.compile(BOUNDED.format("|".join(parts))), groups)
+    return patterns
+
+
+@lru_cache(maxsize=1)
+def _pronoun_pattern() -> re.Pattern:
+    words = [w for forms in PRONOUNS.values() for w in forms]
+    return re.compile(r"\b(" + "|".join(words) + r")\b", re.IGNORECASE)
+
+
+def _normalised_hash(text: str) -> str:
+    normal = " ".join(re.sub(r"[\W_]+", " ", text.lower()).split())
+    return hashlib.sha1(normal.encode()).hexdigest()
+
+
+def _percentiles(values: list[int]) -> dict:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    summary = {"min": ordered[0]}
+    for p in PERCENTILES:
+        summary[f"p{p}"] = ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+    summary["max"] = ordered[-1]
+    summary["mean"] = round(sum(ordered) / len(ordered), 1)
+    return summary
+
+
+def _imbalance(kind: str, axis: str, counts: dict, threshold: float) -> Optional[dict]:
+    if len(counts) < 2 or not any(counts.values()):
+        return None
+    high = max(counts, key=lambda k: counts[k])
+    low = min(counts, key=lambda k: counts[k])
+    ratio = None if counts[low] == 0 else counts[high] / counts[low]
+    if ratio is not None and ratio <= threshold:
+        return None
+    shown = "inf" if ratio is None else f"{ratio:.1f}"
+    where = f" in {axis}" if axis else ""
+    message = f"{kind}{where}: {high} {counts[high]} vs {low} {counts[low]} (max/min {shown} > {threshold:g})"
+    return {"kind": kind, "axis": axis, "ratio": ratio, "max": [high, counts[high]], "min": [low, counts[low]],
+            "message": message}
+
+
+def _local_batches(path: Path) -> Iterator[dict]:
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    try:
+        loaded = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as exc:
+        raise VdataError(f"{path}: not a dataset folder written by `vdata generate` ({exc})") from None
+    parts = list(loaded.values()) if isinstance(loaded, DatasetDict) else [loaded]
+    for part in parts:
+        assert isinstance(part, Dataset)
+        missing = [c for c in ("text",) if c not in part.column_names]
+        if missing:
+            raise VdataError(f"{path}: the dataset has no `text` column")
+        columns = [c for c in COLUMNS if c in part.column_names]
+        yield from part.select_columns(columns).iter(batch_size=1000)
+
+
+def _hub_batches(repo: str, revision: Optional[str], token: Optional[str]) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+    from huggingface_hub import HfApi, HfFileSystem
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        files = HfApi(token=token).list_repo_files(repo, repo_type="dataset", revision=revision)
+    except RevisionNotFoundError:
+        raise HubError(f"{repo}: no revision {revision!r} (a branch, tag, commit or refs/pr/N)") from None
+    except RepositoryNotFoundError:
+        raise HubError(f"{repo}: no such dataset repo on the Hub (or it is private: pass a token)") from None
+    except HfHubHTTPError as exc:
+        raise HubError(f"{repo}: cannot list the repo's files ({exc})") from None
+    shards = sorted(f for f in files if f.startswith("data/") and f.endswith(".parquet"))
+    fs = HfFileSystem(token=token)
+    for shard in shards:
+        with fs.open(f"datasets/{repo}/{shard}", "rb", revision=revision) as handle:
+            parquet = pq.ParquetFile(handle)
+            columns = [c for c in COLUMNS if c in parquet.schema_arrow.names]
+            for batch in parquet.iter_batches(batch_size=1000, columns=columns):
+                yield batch.to_pydict()
+
+
+def _batches(dataset: str, revision: Optional[str], token: Optional[str]) -> Iterator[dict]:
+    path = Path(dataset)
+    if path.exists():
+        return _local_batches(path)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", dataset):
+        return _hub_batches(dataset, revision, token)
+    raise VdataError(f"{dataset}: no such local dataset folder, and not a Hub repo id (namespace/name)")
+
+
+def stats(dataset: str = "vdata-out", revision: str | None = None, chart: str | None = None,
+          threshold: float | None = None, token: str | None = None) -> DatasetStats:
+    """Balance statistics of a local dataset folder or a Hub dataset repo (see the module docstring)."""
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    patterns, pronoun_pattern = mention_patterns(), _pronoun_pattern()
+    pronoun_of = {w: key for key, forms in PRONOUNS.items() for w in forms}
+    mentions = {axis: Counter({g: 0 for g in groups}) for axis, (_, groups) in patterns.items()}
+    pronouns, flags = Counter({key: 0 for key in PRONOUNS}), Counter()
+    rows_per_axis, rows_per_group, cells = Counter(), defaultdict(Counter), Counter()
+    chars, words, seen = [], [], set()
+    rows = augmented = duplicates = 0
+    for batch in _batches(dataset, revision, token):
+        count = len(batch["text"])
+        for i in range(count):
+            text = batch["text"][i] or ""
+            value = {c: (batch[c][i] if c in batch else "") for c in COLUMNS}
+            rows += 1
+            augmented += bool(value["augmented"])
+            rows_per_axis[value["bias_axis"]] += 1
+            if value["group"]:
+                rows_per_group[value["bias_axis"]][value["group"]] += 1
+            cells[(value["domain"], value["bias_axis"], value["task"])] += 1
+            for axis, (pattern, groups) in patterns.items():
+                for match in pattern.finditer(text):
+                    mentions[axis][groups[int(match.lastgroup[1:])]] += 1
+            for match in pronoun_pattern.finditer(text):
+                pronouns[pronoun_of[match.group().lower()]] += 1
+            flags.update(check_text(text))
+            chars.append(len(text))
+            words.append(len(text.split()))
+            digest = _normalised_hash(text)
+            duplicates += digest in seen
+            seen.add(digest)
+    result = DatasetStats(
+        dataset=dataset, revision=revision, rows=rows, augmented_rows=augmented, threshold=threshold,
+        rows_per_axis=dict(rows_per_axis),
+        rows_per_group={axis: dict(counts) for axis, counts in rows_per_group.items()},
+        mentions={axis: dict(counts) for axis, counts in mentions.items()},
+        pronouns=dict(pronouns),
+        pronoun_ratios={k: round(v / sum(pronouns.values()), 4) if sum(pronouns.values()) else 0.0 for k, v in pronouns.items()},
+        coverage=_coverage(cells),
+        length_chars=_percentiles(chars), length_words=_percentiles(words),
+        flags=dict(flags), refusal_rate=round(flags["refusal"] / rows, 4) if rows else 0.0,
+        duplicates=duplicates, duplicate_rate=round(duplicates / rows, 4) if rows else 0.0,
+    )
+    result.imbalances = _imbalances(result)
+    if chart:
+        result.chart = write_chart(result, chart)
+    return result
+
+
+def _coverage(cells: Counter) -> dict:
+    domains = sorted({d for d, _, _ in cells})
+    axes = sorted({a for _, a, _ in cells})
+    tasks = sorted({t for _, _, t in cells})
+    missing = [f"{d} × {a} × {t}" for d in domains for a in axes for t in tasks if (d, a, t) not in cells]
+    nested: dict = {}
+    for (d, a, t), n in sorted(cells.items()):
+        nested.setdefault(d, {}).setdefault(a, {})[t] = n
+    return {"domains": domains, "axes": axes, "tasks": tasks, "covered": len(cells),
+            "possible": len(domains) * len(axes) * len(tasks), "missing": missing, "cells": nested}
+
+
+def _imbalances(result: DatasetStats) -> list[dict]:
+    found = []
+    for axis, counts in result.mentions.items():
+        found.append(_imbalance("mentions", axis, counts, result.threshold))
+    for axis, counts in result.rows_per_group.items():
+        declared = _axes().get(axis, {}).get("groups") or []
+        found.append(_imbalance("rows per group", axis, {**{g: 0 for g in declared}, **counts}, result.threshold))
+    found.append(_imbalance("rows per axis", "", result.rows_per_axis, result.threshold))
+    he_she = {k: result.pronouns.get(k, 0) for k in ("he", "she")}
+    found.append(_imbalance("pronouns he/she", "", he_she, result.threshold))
+    return [item for item in found if item]
+
+
+def _bar(value: int, largest: int, width: int = 20) -> str:
+    return "█" * (round(width * value / largest) if largest else 0)
+
+
+def format_stats(result: DatasetStats, as_json: bool = False) -> str:
+    """A terminal report, or the JSON of every figure."""
+    if as_json:
+        return json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
+    where = result.dataset + (f"@{result.revision}" if result.revision else "")
+    lines = [f"Dataset {where}: {result.rows} rows ({result.augmented_rows} augmented)", ""]
+    lines.append("Rows per axis: " + ", ".join(f"{a or '(none)'} {n}" for a, n in sorted(result.rows_per_axis.items())))
+    lines += ["", "Group mentions in texts"]
+    for axis, counts in result.mentions.items():
+        largest = max(counts.values(), default=0)
+        lines.append(f"  {axis} ({sum(counts.values())})")
+        width = max(len(g) for g in counts) if counts else 0
+        for group, n in counts.items():
+            lines.append(f"    {group:<{width}}  {n:>6}  {_bar(n, largest)}")
+    total = sum(result.pronouns.values())
+    lines += ["", "Pronouns: " + ", ".join(f"{k} {v} ({result.pronoun_ratios.get(k, 0):.0%})" for k, v in result.pronouns.items())
+              + f" of {total}"]
+    cov = result.coverage
+    lines.append(f"Coverage: {cov.get('covered', 0)} of {cov.get('possible', 0)} domain × axis × task cells"
+                 + (f"; missing {len(cov['missing'])}, e.g. {cov['missing'][0]}" if cov.get("missing") else ""))
+    for name, summary in (("chars", result.length_chars), ("words", result.length_words)):
+        if summary:
+            lines.append(f"Length ({name}): " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    lines.append(f"Refusal rate: {result.refusal_rate:.1%}; quality flags: "
+                 + (", ".join(f"{k} {v}" for k, v in sorted(result.flags.items())) or "none"))
+    lines.append(f"Duplicates: {result.duplicates} ({result.duplicate_rate:.1%})")
+    lines += ["", f"Imbalance (max/min > {result.threshold:g}):"]
+    lines += [f"  ! {item['message']}" for item in result.imbalances] or ["  none"]
+    if result.chart:
+        lines += ["", f"Chart: {result.chart}"]
+    return "\n".join(lines)
+
+
+def stats_markdown(result: DatasetStats) -> str:
+    """The figures as Markdown, for the dataset card."""
+    out = [f"**{result.rows}** rows ({result.augmented_rows} counterfactual augmentations). "
+           f"Refusal rate {result.refusal_rate:.1%}, duplicates {result.duplicates} ({result.duplicate_rate:.1%}), "
+           f"coverage {result.coverage.get('covered', 0)} of {result.coverage.get('possible', 0)} "
+           "domain × axis × task cells.", "",
+           "| Axis | Rows | Group mentions in texts |", "|---|---:|---|"]
+    for axis, counts in result.mentions.items():
+        shown = ", ".join(f"{g} {n}" for g, n in counts.items())
+        out.append(f"| {axis} | {result.rows_per_axis.get(axis, 0)} | {shown} |")
+    out += ["", "| Pronouns | he | she | they |", "|---|---:|---:|---:|",
+            "| count (share) | " + " | ".join(f"{result.pronouns.get(k, 0)} ({result.pronoun_ratios.get(k, 0):.0%})"
+                                             for k in ("he", "she", "they")) + " |"]
+    if result.length_words:
+        out += ["", "Length in words: " + ", ".join(f"{k} {v}" for k, v in result.length_words.items()) + "."]
+    out += ["", f"Imbalances (max/min > {result.threshold:g}): "
+            + ("; ".join(item["message"] for item in result.imbalances) if result.imbalances else "none") + "."]
+    return "\n".join(out)
+
+
+def write_chart(result: DatasetStats, path: str) -> str:
+    """A PNG: one bar chart of group mentions per axis, plus the pronoun counts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(axis, counts) for axis, counts in result.mentions.items()] + [("pronouns", result.pronouns)]
+    columns = 3
+    rows = math.ceil(len(panels) / columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(5 * columns, 2.8 * rows), squeeze=False)
+    for axes, (title, counts) in zip(grid.flat, panels):
+        axes.barh(list(counts)[::-1], list(counts.values())[::-1], color="#4c72b0")
+        axes.set_title(title.replace("_", " "))
+        axes.tick_params(labelsize=7)
+    for axes in list(grid.flat)[len(panels):]:
+        axes.axis("off")
+    figure.suptitle(f"{result.dataset}: group mentions ({result.rows} rows)")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return str(path)
