@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,33 +220,43 @@ def run_to_file(connection, query: str, out_path: Path, output_format: str, *, t
     from tqdm import tqdm
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".part")
-    os.close(handle)
+    temp_name = str(out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:12]}.part")
     timer = threading.Timer(float(timeout), connection.interrupt)
     timer.daemon = True
     progress = tqdm(total=total, unit=" rows", disable=quiet, delay=1.0, file=sys.stderr, desc="pull")
     try:
         timer.start()
-        reader = connection.execute(query).fetch_record_batch(ROWS_PER_BATCH)
+        reader = connection.sql(query).to_arrow_reader(ROWS_PER_BATCH)
         rows = WRITERS[output_format](reader, temp_name, progress)
         timer.cancel()
         os.replace(temp_name, out_path)
         return rows
-    except duckdb.InterruptException:
-        raise SQLRefused(f"query stopped after {timeout:g} s (the time limit): narrow it with WHERE or LIMIT, "
-                         "or raise --timeout") from None
-    except duckdb.OutOfMemoryException:
-        raise SQLRefused(f"query needs more than the {connection_memory(connection)} memory limit: "
-                         "select fewer columns or rows") from None
-    except duckdb.PermissionException as exc:
-        raise SQLRefused(f"refused by DuckDB's lock-down: {_first_line(exc)}") from None
-    except duckdb.Error as exc:
-        raise VdataError(f"query failed: {_first_line(exc)}") from None
+    except (duckdb.Error, OSError) as exc:
+        # Errors raised while Arrow pulls batches arrive as OSError carrying DuckDB's message.
+        raise _query_error(exc, timeout, connection) from None
     finally:
         timer.cancel()
         progress.close()
         if os.path.exists(temp_name):
             os.unlink(temp_name)
+
+
+def _query_error(exc: Exception, timeout, connection) -> Exception:
+    """A one-line user error for a failed query; OS errors that are not DuckDB's are re-raised."""
+    import duckdb
+
+    message = _first_line(exc)
+    if isinstance(exc, duckdb.InterruptException) or message.startswith("INTERRUPT Error"):
+        return SQLRefused(f"query stopped after {timeout:g} s (the time limit): narrow it with WHERE or LIMIT, "
+                          "or raise --timeout")
+    if isinstance(exc, duckdb.OutOfMemoryException) or message.startswith("Out of Memory Error"):
+        return SQLRefused(f"query needs more than the {connection_memory(connection)} memory limit: "
+                          "select fewer columns or rows")
+    if isinstance(exc, duckdb.PermissionException) or message.startswith("Permission Error"):
+        return SQLRefused(f"refused by DuckDB's lock-down: {message}")
+    if isinstance(exc, duckdb.Error) or " Error: " in message:
+        return VdataError(f"query failed: {message}")
+    return exc
 
 
 def connection_memory(connection) -> str:
