@@ -549,8 +549,8 @@ def discussion_route(req, repo, rest):
     action = rest[1] if len(rest) == 2 else rest[3]
     with store.lock:
         doc = discussions.get(store, repo, doc["num"])
-        if len(rest) == 4 and rest[2] == "comment":
-            result = edit_comment(doc, rest[1], action, body, user, is_writer)
+        if len(rest) == 4 and rest[1] == "comment":
+            result = edit_comment(doc, rest[2], action, body, user, is_writer)
         elif action == "merge":
             req.app.accounts.require_write(user, repo.namespace)
             if not doc["isPullRequest"]:
