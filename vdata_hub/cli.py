@@ -195,13 +195,17 @@ class Commands:
 
         print(init_repo(repo=str(repo), token=_opt_str(token), private=private))
 
-    def pull(self, out, format=None, repo=None, revision=None, config=None, limit=None, sql=None, quiet=False):
+    def pull(self, out, format=None, repo=None, revision=None, config=None, limit=None, sql=None, token=None,
+             timeout=600, quiet=False):
         """Export rows of the Hub dataset (JSON Lines, text, CSV, Parquet) or the result of read-only SQL.
 
-        SQL sees the dataset as table `vdata` (and one view per bias-axis config, e.g. `gender`).
+        Reads only the Parquet row groups and columns the selection needs, straight from the Hub.
+        SQL sees the dataset as table `vdata` (and one view per bias-axis config, e.g. `gender`);
+        one query only, no file readers, no writes (see docs/pull.md).
         Columns: id, text, prompt, system_prompt, template, template_sha, variables, bias_axis,
         domain, task, group, model, params, input_tokens, output_tokens, cost_usd, finish_reason,
         created_at, generator_version, spec_sha, augmented, source_id, flags.
+        Text output (-t): one text per line, backslash written as \\\\, newline as \\n, CR as \\r.
 
         Examples:
           vdata pull rows.jsonl --config gender --limit 1000
@@ -210,19 +214,24 @@ class Commands:
           vdata pull out.parquet --sql                # opens $EDITOR on an example query
 
         Args:
-          out: output file; format from -j/-t/-c/-p or from its extension.
+          out: output file; format from -j/-t/-c/-p or from its extension (.jsonl .txt .csv .parquet).
           format: json, text, csv or parquet.
           repo: Hub dataset repo (default $VDATA_REPO, the config file, else org/vdata).
           revision: branch, tag, commit or refs/pr/N.
           config: one bias axis.
           limit: at most this many rows.
-          sql: a read-only query; with no statement, opens $EDITOR.
+          sql: a read-only query; with no statement, opens $EDITOR (vi when unset).
+          token: Hub token (default HF_TOKEN or `hf auth login`).
+          timeout: stop the query after this many seconds.
           quiet: print only errors.
         """
         from vdata_hub.pull import pull
 
-        pull(out=str(out), format=_opt_str(format), repo=_opt_str(repo), revision=_opt_str(revision),
-             config=_opt_str(config), limit=limit, sql=sql, quiet=quiet)
+        result = pull(out=str(out), format=_opt_str(format), repo=_opt_str(repo), revision=_opt_str(revision),
+                      config=_opt_str(config), limit=limit, sql=sql if sql is True else _opt_str(sql),
+                      token=_opt_str(token), timeout=float(timeout), quiet=quiet)
+        if not quiet:
+            print(result.summary(), file=sys.stderr)
 
     def stats(self, dataset="vdata-out", json=False, chart=None, revision=None, threshold=None):
         """Balance statistics of a local dataset or Hub repo: group mentions, pronouns, coverage, ...
