@@ -28,6 +28,11 @@ class Eval:
                   batch_size=16, device=None, max_examples=None, quiet=False):
         """Score a causal LM on StereoSet (intrasentence and intersentence) with the official rules.
 
+        Intrasentence follows StereoSet's official causal-LM scorer; intersentence scores each
+        candidate by its mean log-probability given the context (the official GPT-2 numbers used
+        an unpublished classifier head). Writes results.json (official layout), predictions.json
+        (official format), scores.jsonl, results.md, ss_by_domain.png and run.json.
+
         Examples:
           vdata eval stereoset --model gpt2 --output results/
           vdata eval stereoset --model local --data dev.json --max-examples 200
@@ -41,12 +46,13 @@ class Eval:
           batch_size: sentences per forward pass.
           device: cpu, cuda, ...; default: a GPU when present.
           max_examples: evaluate only the first N examples of each task (for quick runs).
-          quiet: no progress bar.
+          quiet: no progress bar, no summary.
         """
         from vdata_hub.eval.stereoset import run_stereoset
 
-        result = run_stereoset(model=model, data=data, predictions=predictions, output=output,
-                               batch_size=batch_size, device=device, max_examples=max_examples, quiet=quiet)
+        result = run_stereoset(model=_opt_str(model), data=_opt_str(data), predictions=_opt_str(predictions),
+                               output=str(output), batch_size=int(batch_size), device=_opt_str(device),
+                               max_examples=max_examples, quiet=quiet)
         _print_summary(result, quiet)
 
     def finetune(self, model="gpt2", data="org/vdata", output="finetuned", config=None, revision=None,
@@ -54,30 +60,68 @@ class Eval:
                  resume=True, device=None, quiet=False):
         """Fine-tune a causal LM on the `text` column of a vdata dataset (Hub repo or Arrow folder).
 
+        Checkpoints go to OUTPUT/checkpoints and the same command resumes from the last one
+        (--noresume starts over); the model is saved to OUTPUT/final.
+
         Examples:
           vdata eval finetune --model gpt2 --data org/vdata --output ft/ --max-steps 200
           vdata eval finetune --model local --data ./vdata-out --output ft/ --max-steps 20
+
+        Args:
+          model: Hub id or local path loadable by transformers; `local` for the embedded SmolLM2.
+          data: Hub dataset repo or a folder written by `vdata generate`.
+          output: folder for checkpoints, the final model and finetune.json.
+          config: one config of the Hub dataset (a bias axis); default: all data.
+          revision: Hub branch, tag or commit of the data.
+          max_steps: optimizer steps in all (a resumed run continues up to this number).
+          learning_rate: peak learning rate (linear decay).
+          block_size: tokens per training block.
+          batch_size: blocks per step.
+          eval_fraction: share of the texts held out for perplexity.
+          resume: continue from the last checkpoint in OUTPUT/checkpoints.
+          device: cpu or cuda; default: a GPU when present.
+          quiet: no progress bar, no summary.
         """
         from vdata_hub.eval.finetune import finetune
 
-        result = finetune(model=model, data=data, output=output, config=config, revision=revision,
-                          max_steps=max_steps, learning_rate=learning_rate, block_size=block_size,
-                          batch_size=batch_size, eval_fraction=eval_fraction, resume=resume,
-                          device=device, quiet=quiet)
+        result = finetune(model=_opt_str(model), data=str(data), output=str(output), config=_opt_str(config),
+                          revision=_opt_str(revision), max_steps=int(max_steps), learning_rate=float(learning_rate),
+                          block_size=int(block_size), batch_size=int(batch_size), eval_fraction=float(eval_fraction),
+                          resume=resume, device=_opt_str(device), quiet=quiet)
         _print_summary(result, quiet)
 
     def report(self, model="gpt2", data="org/vdata", output="eval-report", stereoset=None, max_steps=200,
-               max_examples=None, repo=None, push=False, token=None, device=None, quiet=False):
+               max_examples=None, repo=None, push=False, token=None, device=None, quiet=False,
+               config=None, revision=None, learning_rate=5e-5, block_size=256, batch_size=8):
         """StereoSet before, fine-tune, StereoSet after; JSON, markdown and a chart; --push into the card.
+
+        Run it on a schedule (docs/eval.md has a CI workflow). --push replaces the evaluation
+        section of the dataset card with the markdown (model, data revision, steps, date).
 
         Examples:
           vdata eval report --model gpt2 --data org/vdata --push
           vdata eval report --model local --data ./vdata-out --stereoset dev.json --max-steps 20
+
+        Args:
+          model: Hub id or local path loadable by transformers; `local` for the embedded SmolLM2.
+          data: Hub dataset repo or a folder written by `vdata generate`.
+          output: folder for report.json, report.md, report.png and the runs behind them.
+          stereoset: StereoSet JSON file; default: McGill-NLP/stereoset from the Hub.
+          max_steps: fine-tuning steps.
+          max_examples: evaluate only the first N StereoSet examples of each task.
+          repo: dataset repo whose card --push updates; default: DATA when it is a Hub repo.
+          push: write the result into the card's evaluation section.
+          token: Hub token with write access (default HF_TOKEN or `hf auth login`).
+          device: cpu or cuda; default: a GPU when present.
+          quiet: no progress bars, no summary.
         """
         from vdata_hub.eval.report import report
 
-        result = report(model=model, data=data, output=output, stereoset=stereoset, max_steps=max_steps,
-                        max_examples=max_examples, repo=repo, push=push, token=token, device=device, quiet=quiet)
+        result = report(model=_opt_str(model), data=str(data), output=str(output), stereoset=_opt_str(stereoset),
+                        max_steps=int(max_steps), max_examples=max_examples, repo=_opt_str(repo), push=push,
+                        token=_opt_str(token), device=_opt_str(device), quiet=quiet, config=_opt_str(config),
+                        revision=_opt_str(revision), learning_rate=float(learning_rate), block_size=int(block_size),
+                        batch_size=int(batch_size))
         _print_summary(result, quiet)
 
 
@@ -125,9 +169,15 @@ class Commands:
         """
         from vdata_hub.generate import generate
 
-        generate(out=str(out), spec=str(spec), model=_opt_str(model), api_base=_opt_str(api_base),
-                 num_records=num_records, concurrency=concurrency, max_cost=max_cost,
-                 api_key=_opt_str(api_key), dry_run=dry_run, quiet=quiet, no_donate_prompt=no_donate_prompt)
+        result = generate(out=str(out), spec=str(spec), model=_opt_str(model), api_base=_opt_str(api_base),
+                          num_records=num_records, concurrency=concurrency, max_cost=max_cost,
+                          api_key=_opt_str(api_key), dry_run=dry_run, quiet=quiet, no_donate_prompt=no_donate_prompt)
+        if dry_run:  # the estimate is what was asked for, so --quiet still prints it
+            from vdata_hub.cost import format_estimate
+
+            print(format_estimate(result))
+        elif not quiet:
+            print(result.summary())
 
     def estimate(self, spec="demo", model=None, num_records=None):
         """Print planned requests, estimated tokens, USD and output size for a spec; calls no model.
@@ -142,6 +192,9 @@ class Commands:
     def contribute(self, out="vdata-out", repo=None, token=None, part=None, dry_run=False, quiet=False):
         """Validate a generated dataset and open one pull request adding it to the Hub dataset.
 
+        The PR's single commit adds data/<bias_axis>/<id>.parquet shards and contributions/<id>.json;
+        the id is a hash of the rows, so contributing the same data twice opens no second PR.
+
         Examples:
           vdata contribute out/
           vdata contribute out/ --part 0.25            # a fraction
@@ -152,16 +205,21 @@ class Commands:
           out: the folder `generate` wrote.
           repo: Hub dataset repo (default $VDATA_REPO, the config file, else org/vdata).
           token: Hub token (default HF_TOKEN or `hf auth login`).
-          part: a fraction (0.25), a count (500) or a filter (bias_axis=gender).
+          part: a fraction (0.25), a count (500) or a filter (bias_axis=gender, domain=a|b).
           dry_run: validate and show what would be uploaded, without uploading.
           quiet: print only errors and the PR URL.
         """
         from vdata_hub.contribute import contribute
 
-        contribute(out=str(out), repo=_opt_str(repo), token=_opt_str(token), part=part, dry_run=dry_run, quiet=quiet)
+        result = contribute(out=str(out), repo=_opt_str(repo), token=_opt_str(token), part=part,
+                            dry_run=dry_run, quiet=quiet)
+        print(result.pr_url if quiet and result.pr_url else result.summary())
 
     def review(self, repo=None, pr=None, merge=False, close_invalid=False, token=None, quiet=False):
         """Maintainers: validate open contribution PRs, comment the report, merge or close them.
+
+        Runs the contribute checks again (rejecting personal data instead of scrubbing it) plus
+        duplicates against the current main; refreshes the card after merges.
 
         Examples:
           vdata review                          # comment on every open PR
@@ -170,7 +228,10 @@ class Commands:
         """
         from vdata_hub.review import review
 
-        review(repo=_opt_str(repo), pr=pr, merge=merge, close_invalid=close_invalid, token=_opt_str(token), quiet=quiet)
+        results = review(repo=_opt_str(repo), pr=pr, merge=merge, close_invalid=close_invalid,
+                         token=_opt_str(token), quiet=quiet)
+        if not quiet:
+            print("\n".join(result.summary() for result in results) or "no open pull requests")
 
     def card(self, repo=None, push=False, token=None, output=None):
         """Render the dataset card (counts, tokens, cost, contributors, evaluation); --push commits it.
@@ -178,6 +239,7 @@ class Commands:
         Examples:
           vdata card                            # print the card for org/vdata
           vdata card --repo me/vdata --push
+          vdata card --output README.md
         """
         from vdata_hub.card import card
 
@@ -233,18 +295,32 @@ class Commands:
         if not quiet:
             print(result.summary(), file=sys.stderr)
 
-    def stats(self, dataset="vdata-out", json=False, chart=None, revision=None, threshold=None):
+    def stats(self, dataset="vdata-out", json=False, chart=None, revision=None, threshold=None, token=None):
         """Balance statistics of a local dataset or Hub repo: group mentions, pronouns, coverage, ...
+
+        Also lengths, refusal rate and duplicates; imbalances are flagged when the largest count of a
+        distribution (group mentions within an axis, rows per group, rows per axis, he vs she) is more
+        than THRESHOLD times the smallest.
 
         Examples:
           vdata stats vdata-out
           vdata stats org/vdata --json
+          vdata stats org/vdata --revision refs/pr/3 --threshold 1.5
           vdata stats vdata-out --chart balance.png
+
+        Args:
+          dataset: a folder written by `vdata generate`, or a Hub dataset repo id (namespace/name).
+          json: print every figure as JSON instead of a table.
+          chart: also write a PNG bar chart of group mentions per axis to this path.
+          revision: Hub branch, tag, commit or refs/pr/N (Hub repos only).
+          threshold: max/min ratio above which a distribution is flagged as imbalanced (default 2).
+          token: Hub token for a private repo (default HF_TOKEN or `hf auth login`).
         """
         from vdata_hub.stats import format_stats, stats
 
-        result = stats(dataset=str(dataset), revision=_opt_str(revision), chart=_opt_str(chart), threshold=threshold)
-        print(format_stats(result, as_json=json))
+        result = stats(dataset=str(dataset), revision=_opt_str(revision), chart=_opt_str(chart),
+                       threshold=None if threshold is None else float(threshold), token=_opt_str(token))
+        print(format_stats(result, as_json=bool(json)))
 
 
 def _opt_str(value):

@@ -1,0 +1,246 @@
+"""The run's progress on disk, and the dataset built from it.
+
+Inside OUT:
+- `progress.jsonl`: one line per completed record, appended and flushed as each reply arrives
+  (fsync'd at least every second), so `kill -9` loses only requests in flight. A line cut short
+  by a kill is dropped on the next start. Resume skips every id found here.
+- `failures.jsonl`: one line per record that failed after its retries (id, reason, attempts);
+  compacted at the end of a run to the failures that are still failures.
+- `data-*.arrow`, `dataset_info.json`, `state.json`: the dataset (`datasets.load_from_disk(OUT)`),
+  rebuilt from progress.jsonl at the end of every run: the planned records only, once each.
+- `spec.json` (the effective spec) and `run_summary.json` beside it, written atomically.
+
+Everything streams: memory does not grow with the number of records beyond a set of ids.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from vdata_hub.errors import VdataError
+
+RECORDS_FILE = "progress.jsonl"
+FAILURES_FILE = "failures.jsonl"
+DATASET_FILES = ("dataset_info.json", "state.json")
+SYNC_EVERY_S = 1.0
+BATCH_ROWS = 1000
+
+
+@dataclass
+class Progress:
+    """What earlier runs left in OUT, counted over the records the current plan asks for."""
+
+    completed: set = field(default_factory=set)  # planned ids with a record
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+def write_json_atomic(path: Path, value) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, indent=2, sort_keys=True, ensure_ascii=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _repair_tail(path: Path) -> None:
+    """Drop a last line that a kill cut short (no newline at the end)."""
+    if not path.exists():
+        return
+    with open(path, "r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        position = size
+        while position > 0:
+            step = min(65536, position)
+            handle.seek(position - step)
+            chunk = handle.read(step)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                handle.truncate(position - step + newline + 1)
+                return
+            position -= step
+        handle.truncate(0)
+
+
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue  # only a torn last line can be bad, and it is repaired on open
+
+
+@contextmanager
+def _no_progress_bars():
+    """`datasets` draws its own bar when saving; the run has its own, and --quiet means quiet."""
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
+class Journal:
+    """Append-only, durable progress of one OUT folder; one writer at a time (a lock file)."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.records_path = self.out / RECORDS_FILE
+        self.failures_path = self.out / FAILURES_FILE
+        self._records = None
+        self._failures = None
+        self._lock = None
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def open(self) -> "Journal":
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.out / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise VdataError(f"{self.out}: another run is writing to this folder; wait for it or use another OUT") from None
+        for path in (self.records_path, self.failures_path):
+            _repair_tail(path)
+        self._records = open(self.records_path, "a", encoding="utf-8")
+        self._failures = open(self.failures_path, "a", encoding="utf-8")
+        return self
+
+    def load(self, planned_ids: set) -> Progress:
+        """Ids already done and what they cost, counting only records the plan still asks for."""
+        progress = Progress()
+        for row in iter_jsonl(self.records_path):
+            row_id = row.get("id")
+            if row.get("augmented") or row_id not in planned_ids or row_id in progress.completed:
+                continue
+            progress.completed.add(row_id)
+            progress.input_tokens += int(row.get("input_tokens", 0))
+            progress.output_tokens += int(row.get("output_tokens", 0))
+            progress.cost_usd += float(row.get("cost_usd", 0.0))
+        return progress
+
+    def add_record(self, row: dict) -> None:
+        self._append(self._records, row)
+
+    def add_failure(self, failure: dict) -> None:
+        self._append(self._failures, failure)
+
+    def _append(self, handle, row: dict) -> None:
+        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.flush()  # in the OS's hands now: a killed process loses nothing written
+        self._unsynced += 1
+        if time.monotonic() - self._last_sync >= SYNC_EVERY_S:
+            self.sync()
+
+    def sync(self) -> None:
+        """fsync both files, so a power cut loses at most about a second of records."""
+        for handle in (self._records, self._failures):
+            if handle is not None and not handle.closed:
+                handle.flush()
+                os.fsync(handle.fileno())
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if self._records is None:
+            return
+        self.sync()
+        for handle in (self._records, self._failures, self._lock):
+            handle.close()
+        self._records = self._failures = self._lock = None
+
+    def build_dataset(self, planned_ids: set, keep_augmented: bool) -> tuple[int, int]:
+        """Rebuild the Arrow dataset in OUT from progress.jsonl; (records, augmented rows).
+
+        Rows are streamed into an Arrow file in batches, then handed to `datasets` memory-mapped,
+        so building a 100k-row dataset holds one batch at a time.
+        """
+        import pyarrow as pa
+        from datasets import Dataset
+
+        from vdata_hub.records import ARROW_SCHEMA, records_to_table
+
+        build = self.out / ".build"
+        shutil.rmtree(build, ignore_errors=True)
+        build.mkdir()
+        arrow_path = build / "records.arrow"
+        counts = [0, 0]
+        with pa.OSFile(str(arrow_path), "wb") as sink, pa.ipc.new_stream(sink, ARROW_SCHEMA) as writer:
+            batch = []
+            for row in self._rows_to_keep(planned_ids, keep_augmented):
+                counts[1 if row["augmented"] else 0] += 1
+                batch.append(row)
+                if len(batch) >= BATCH_ROWS:
+                    writer.write_table(records_to_table(batch))
+                    batch.clear()
+            if batch:
+                writer.write_table(records_to_table(batch))
+        dataset = Dataset.from_file(str(arrow_path))
+        with _no_progress_bars():
+            dataset.save_to_disk(str(build / "dataset"))
+        del dataset
+        self._replace_dataset(build / "dataset")
+        shutil.rmtree(build, ignore_errors=True)
+        return counts[0], counts[1]
+
+    def _rows_to_keep(self, planned_ids: set, keep_augmented: bool) -> Iterator[dict]:
+        seen = set()
+        for row in iter_jsonl(self.records_path):
+            row_id = row.get("id")
+            if row_id in seen or not str(row.get("text", "")).strip():
+                continue
+            wanted = row.get("source_id") in planned_ids if row.get("augmented") else row_id in planned_ids
+            if not wanted or (row.get("augmented") and not keep_augmented):
+                continue
+            seen.add(row_id)
+            yield row
+
+    def _replace_dataset(self, built: Path) -> None:
+        for old in list(self.out.glob("data-*.arrow")) + [self.out / name for name in DATASET_FILES]:
+            old.unlink(missing_ok=True)
+        for new in built.iterdir():
+            os.replace(new, self.out / new.name)
+
+    def compact_failures(self, planned_ids: set, completed: set) -> int:
+        """Keep the latest failure of each planned record that is still not done; their count."""
+        latest = {}
+        for failure in iter_jsonl(self.failures_path):
+            row_id = failure.get("id")
+            if row_id in planned_ids and row_id not in completed:
+                latest[row_id] = failure
+        tmp = self.failures_path.with_name(f".{FAILURES_FILE}.tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for failure in latest.values():
+                handle.write(json.dumps(failure, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if self._failures is not None:
+            self._failures.close()
+        os.replace(tmp, self.failures_path)
+        if self._failures is not None:
+            self._failures = open(self.failures_path, "a", encoding="utf-8")
+        return len(latest)
