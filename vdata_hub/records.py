@@ -8,9 +8,11 @@ variables, and one flat schema keeps shards from different templates concatenabl
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from vdata_hub import __version__
@@ -51,6 +53,9 @@ class Record:
     augmented: bool = False  # counterfactual variant of another row
     source_id: str = ""  # id of the row an augmented row derives from, "" otherwise
     flags: list = field(default_factory=list)  # quality flags kept on the row (reasons)
+    # 64-bit hash of the normalised text (see text_hashes); filled by records_to_table when 0.
+    # Duplicate checks read only this column of the Hub's shards, not the texts.
+    text_hash: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -69,8 +74,34 @@ ARROW_SCHEMA = pa.schema([pa.field(f.name, _field_type(f), nullable=False) for f
 
 
 def records_to_table(rows: list[dict]) -> pa.Table:
-    """Rows (dicts with Record's fields) to an Arrow table with the canonical schema."""
-    return pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+    """Rows (dicts with Record's fields) to an Arrow table with the canonical schema; a missing
+    or zero `text_hash` is computed from `text`."""
+    rows = [row if row.get("text_hash") else {**row, "text_hash": 0} for row in rows]
+    table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+    if any(not row["text_hash"] for row in rows):
+        index = table.schema.get_field_index("text_hash")
+        given = table.column("text_hash").to_numpy()
+        computed = text_hashes(table.column("text")).to_numpy()
+        table = table.set_column(index, ARROW_SCHEMA.field("text_hash"),
+                                 pa.array(np.where(given == 0, computed, given), pa.int64()))
+    return table
+
+
+def normalise_texts(texts) -> pa.Array:
+    """Texts as compared for duplicates: NFKC, lower case, punctuation and runs of spaces as one space."""
+    import pyarrow.compute as pc
+
+    texts = pc.utf8_lower(pc.utf8_normalize(texts, "NFKC"))
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(texts, r"[^\pL\pN]+", " "))
+
+
+def text_hashes(texts) -> pa.Array:
+    """Signed 64-bit BLAKE2b hashes of the normalised texts (int64, never 0)."""
+    values = []
+    for text in normalise_texts(texts).to_pylist():
+        value = int.from_bytes(hashlib.blake2b((text or "").encode(), digest_size=8).digest(), "little", signed=True)
+        values.append(value or 1)
+    return pa.array(values, pa.int64())
 
 
 def to_json(value) -> str:

@@ -1,0 +1,178 @@
+"""Validation rules on local tables: each hostile row is rejected with its reason, PII is
+scrubbed and counted, duplicates (exact, near, against main) are found."""
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from vdata_hub.errors import ValidationFailed
+from vdata_hub.records import ARROW_SCHEMA, Record, records_to_table, text_hashes
+from vdata_hub.validation import Rules, load_blocklist, validate
+
+WORDS = ("nurse engineer teacher pilot farmer doctor manager artist builder chef river city market garden "
+         "morning evening patient student family friend neighbour project bridge school clinic office "
+         "careful bright quiet brave kind steady patient honest curious gentle quickly slowly together "
+         "built taught helped carried planned answered listened repaired measured painted visited").split()
+
+
+def story(seed: int, words: int = 60) -> str:
+    rng = random.Random(seed)
+    sentence = [rng.choice(WORDS) for _ in range(words)]
+    return " ".join(sentence).capitalize() + "."
+
+
+def make_row(i: int, text: str | None = None, **overrides) -> dict:
+    row = Record(id=f"row-{i:06d}", text=story(i) if text is None else text, prompt=f"Write story {i}.",
+                 system_prompt="Be fair.", template="counter_stereotype_story", template_sha="t" * 64,
+                 variables='{"group":"women"}', bias_axis="gender", domain="healthcare", task="story",
+                 group="women", model="openai/fake-model", params='{"temperature":0.7}', input_tokens=20,
+                 output_tokens=80, cost_usd=0.0001, finish_reason="stop",
+                 created_at="2026-11-29T00:00:00Z", spec_sha="s" * 64).to_dict()
+    row.update(overrides)
+    return row
+
+
+def make_table(rows) -> pa.Table:
+    return records_to_table(rows)
+
+
+def reasons_of(report) -> dict:
+    return dict(report.rejected)
+
+
+def test_clean_rows_pass_and_keep_the_schema():
+    report = validate(make_table([make_row(i) for i in range(50)]))
+    assert report.ok and report.accepted == 50
+    table = report.accepted_table()
+    assert table.schema.equals(ARROW_SCHEMA)
+    assert table.column("text_hash").to_pylist() == text_hashes(table.column("text")).to_pylist()
+
+
+def test_each_bad_row_gets_its_reason():
+    rows = [make_row(i) for i in range(10)]
+    rows += [
+        make_row(100, text="   "),
+        make_row(101, text="Too short."),
+        make_row(102, text="x " * 30_000),
+        make_row(103, text="I'm sorry, but I can't help with writing that story about nurses."),
+        make_row(104, text=story(104) + " My key is sk-proj-abcdefghijklmnopqrstuvwxyz012345 ok."),
+        make_row(105, model=""),
+        make_row(106, bias_axis="../../etc"),
+        make_row(107, text=story(3)),  # same text as row 3
+        make_row(108, text=story(4).upper().replace(" ", "  ")),  # same after normalisation
+        make_row(3, text=story(109)),  # same id as row 3
+    ]
+    report = validate(make_table(rows))
+    assert report.accepted == 10
+    assert reasons_of(report) == {"empty_text": 1, "too_short": 1, "too_long": 1, "refusal": 1, "secret": 1,
+                                  "missing_provenance": 1, "bad_bias_axis": 1, "duplicate": 3}
+    assert report.rejected_ids["refusal"] == ["row-000103"]
+    assert "rejected duplicate: 3" in report.summary()
+
+
+def test_personal_data_is_scrubbed_and_counted_or_rejected():
+    text = story(1) + " Write to jane.doe@example.com or call +1 415 555 0100 or (212) 555-0199."
+    report = validate(make_table([make_row(1, text=text), make_row(2)]))
+    assert report.ok and report.scrubbed == {"email": 1, "phone": 2}
+    cleaned = report.accepted_table().column("text")[0].as_py()
+    assert "jane.doe" not in cleaned and "555" not in cleaned and "[email]" in cleaned and "[phone]" in cleaned
+    strict = validate(make_table([make_row(1, text=text), make_row(2)]), rules=Rules(pii="reject"))
+    assert reasons_of(strict) == {"personal_data": 1}
+
+
+def test_years_and_numbers_are_not_phone_numbers():
+    text = story(5) + " Between 1990-2000 the clinic grew from 120 to 3,400 patients."
+    report = validate(make_table([make_row(5, text=text)]))
+    assert report.ok and not report.scrubbed
+
+
+def test_boilerplate_is_flagged_and_kept():
+    text = "As an AI language model I find this interesting. " + story(7)
+    report = validate(make_table([make_row(7, text=text), make_row(8)]))
+    assert report.ok and report.flagged == {"boilerplate": 1}
+    flags = report.accepted_table().column("flags").to_pylist()
+    assert flags == [["boilerplate"], []]
+
+
+def test_near_duplicates_are_rejected_but_different_texts_on_one_template_are_not():
+    base = story(11, words=120)
+    words = base.split()
+    words[60] = "zebra"  # one word changed: Jaccard similarity of 5-shingles about 0.92
+    near = " ".join(words)
+    rows = [make_row(i, text=story(i, words=120)) for i in range(200)]
+    rows.append(make_row(900, text=near.replace(".", "") + "."))
+    rows[11] = make_row(11, text=base)
+    report = validate(make_table(rows))
+    assert reasons_of(report) == {"near_duplicate": 1}
+    assert report.rejected_ids["near_duplicate"] == ["row-000900"]
+
+
+def test_duplicates_of_main_use_only_hashes():
+    rows = [make_row(i) for i in range(20)]
+    main = text_hashes(pa.array([rows[2]["text"], rows[5]["text"]])).to_numpy()
+    report = validate(make_table(rows), known_hashes=main)
+    assert reasons_of(report) == {"duplicate_of_main": 2}
+
+
+def test_blocklist_is_configurable(tmp_path, monkeypatch):
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text("# maintainers' list\nzorblax\n", encoding="utf-8")
+    rows = [make_row(1, text=story(1) + " Zorblax!"), make_row(2)]
+    monkeypatch.setenv("VDATA_BLOCKLIST", str(blocklist))
+    assert reasons_of(validate(make_table(rows))) == {"blocklisted_term": 1}
+    monkeypatch.delenv("VDATA_BLOCKLIST")
+    assert validate(make_table(rows)).ok
+    assert load_blocklist().digests  # the shipped default is not empty
+
+
+def test_schema_problems_fail_the_whole_contribution():
+    table = make_table([make_row(1)])
+    with pytest.raises(ValidationFailed, match="missing columns: model"):
+        validate(table.drop_columns(["model"]))
+    with pytest.raises(ValidationFailed, match="unexpected columns: api_key"):
+        validate(table.append_column("api_key", pa.array(["x"])))
+    wrong = table.set_column(table.schema.get_field_index("input_tokens"), "input_tokens", pa.array(["20"]))
+    with pytest.raises(ValidationFailed, match="column 'input_tokens' has type string"):
+        validate(wrong)
+
+
+def test_size_limits_per_row_and_per_contribution():
+    rows = [make_row(1), make_row(2, prompt="p" * 300_000)]
+    assert reasons_of(validate(make_table(rows))) == {"row_too_large": 1}
+    with pytest.raises(ValidationFailed, match="too large: 3 rows"):
+        validate(make_table([make_row(i) for i in range(3)]), rules=Rules(max_rows=2))
+
+
+def test_nulls_and_invalid_utf8_from_hostile_parquet(tmp_path):
+    import pyarrow.parquet as pq
+
+    table = make_table([make_row(1), make_row(2)])
+    schema = pa.schema([pa.field(f.name, f.type) for f in ARROW_SCHEMA])  # nullable, as a hostile writer may
+    texts = pa.array([b"\xff\xfe broken " * 5, None], pa.binary())
+    columns = [texts.cast(pa.string(), safe=False) if name == "text" else table.column(name).combine_chunks()
+               for name in schema.names]
+    hostile = pa.Table.from_arrays(columns, schema=schema)
+    path = tmp_path / "hostile.parquet"
+    pq.write_table(hostile, path)
+    report = validate([str(path)])
+    assert reasons_of(report) in ({"invalid_utf8": 1, "missing_value": 1}, {"missing_value": 2})
+    assert report.accepted == 0
+
+
+def test_hash_mismatch_is_caught_in_review_mode():
+    table = make_table([make_row(1), make_row(2)])
+    forged = table.set_column(table.schema.get_field_index("text_hash"), ARROW_SCHEMA.field("text_hash"),
+                              pa.array([1, table.column("text_hash")[1].as_py()], pa.int64()))
+    assert validate(forged).ok  # contribute recomputes hashes
+    assert dict(validate(forged, rules=Rules(check_hashes=True)).rejected) == {"text_hash_mismatch": 1}
+
+
+def test_many_rows_in_batches_match_single_pass():
+    rows = [make_row(i) for i in range(20_000)]
+    rows[19_999] = make_row(19_999, text=rows[3]["text"])
+    report = validate(make_table(rows))
+    assert dict(report.rejected) == {"duplicate": 1}
+    assert sum(batch.num_rows for batch in report.accepted_batches()) == 19_999
+    assert np.unique(report.accepted_hashes()).size == 19_999

@@ -1,0 +1,528 @@
+"""Validation of rows before they join the dataset: one set of rules for `contribute` (before the
+upload) and `review` (before the merge), so a PR the tool opened passes review unless main moved.
+
+Rows are read in batches, twice: the first pass decides each row's fate and keeps only small
+per-row arrays (a reason code, the text hash, a MinHash signature); the second pass yields the
+accepted rows, scrubbed, for writing. Memory stays bounded by the batch size, not the dataset.
+The per-row checks run as Arrow compute kernels (RE2 regexes) rather than Python loops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vdata_hub.errors import ValidationFailed
+from vdata_hub.records import ARROW_SCHEMA, RECORD_FIELDS, text_hashes
+from vdata_hub.resources import CARD_DIR
+
+BATCH_ROWS = 8192
+DEFAULT_BLOCKLIST = CARD_DIR / "blocklist.txt"
+
+# Reasons a row is rejected, in the order they are checked (the first that applies is reported).
+REASONS = [
+    "ok",
+    "missing_value",  # a null in any column
+    "missing_provenance",  # id, model, template, bias_axis, created_at or generator_version empty
+    "bad_bias_axis",  # not a short lower-case name (it becomes a folder name on the Hub)
+    "invalid_utf8",
+    "empty_text",
+    "too_short",
+    "too_long",
+    "row_too_large",
+    "text_hash_mismatch",  # review only: the shard's text_hash does not match its text
+    "refusal",
+    "boilerplate",  # only when the rules reject boilerplate instead of flagging it
+    "secret",  # something that looks like an API key, token or private key
+    "personal_data",  # e-mail or phone number, when the rules reject instead of scrubbing
+    "blocklisted_term",
+    "duplicate",  # same normalised text (or id) earlier in the contribution
+    "duplicate_of_main",  # same normalised text already on the repo's main branch
+    "near_duplicate",  # MinHash Jaccard estimate above the threshold with an earlier row
+]
+CODE = {name: code for code, name in enumerate(REASONS)}
+
+REQUIRED_PROVENANCE = ["id", "model", "template", "bias_axis", "created_at", "generator_version"]
+BIAS_AXIS_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+PHONE = (r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{3})[ .-]\d{3}[ .-]\d{4}\b"
+         r"|\+\d{1,3}(?:[ .-]?\d{2,4}){3,5}\b")
+SECRET = "|".join([
+    r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}",  # OpenAI, Anthropic
+    r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}", r"\bgithub_pat_[A-Za-z0-9_]{22,}",
+    r"\bAKIA[0-9A-Z]{16}\b", r"\bAIza[0-9A-Za-z_-]{35}", r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
+    r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",  # JWT
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+    r"(?i)\b(?:api[_-]?key|secret|access[_-]?token|password)\s*[:=]\s*['\"]?[A-Za-z0-9_/+=-]{16,}",
+])
+REFUSAL = "|".join([
+    r"(?i)^\W*(?:I'm|I am|I’m)?\s*(?:sorry|apologi[sz]e)\b.{0,80}\b(?:can(?:no|'|’)t|unable|not able|won(?:'|’)t)\b",
+    r"(?i)^\W*(?:I|As an AI\b.{0,40}?,\s*I)\s+(?:can(?:no|'|’)t|cannot|am unable to|won(?:'|’)t|am not able to)\s+"
+    r"(?:help|assist|comply|provide|write|create|fulfil|fulfill|generate|produce)",
+])
+BOILERPLATE = "|".join([
+    r"(?i)\bas an AI(?: language)? model\b",
+    r"(?i)\bI hope (?:this|that) helps\b",
+    r"(?i)^\W*(?:Certainly|Sure|Of course)[!,.]\s+(?:Here is|Here's|Below is)\b",
+])
+
+
+@dataclass
+class Rules:
+    """Limits and policies; the defaults are what `contribute` and `review` use."""
+
+    min_chars: int = 20
+    max_chars: int = 20_000
+    max_row_bytes: int = 256 * 1024  # all string columns of one row together
+    max_rows: int = 1_000_000  # per contribution
+    max_bytes: int = 2 * 1024**3  # per contribution, in-memory Arrow size
+    pii: str = "scrub"  # "scrub": replace with [email]/[phone] and count; "reject": reject the row
+    boilerplate: str = "flag"  # "flag": keep with a `boilerplate` flag; "reject": reject the row
+    check_hashes: bool = False  # review: the shard's own text_hash must match its text
+    near_duplicate_threshold: float = 0.8  # estimated Jaccard similarity of word shingles
+    shingle_words: int = 5
+    blocklist: str | None = None  # file path; default $VDATA_BLOCKLIST, else the shipped list
+
+
+@dataclass
+class ValidationReport:
+    """What validation decided: counts per reason, and the accepted rows on demand."""
+
+    total: int
+    reasons: np.ndarray  # reason code per row (0 = accepted)
+    rejected_ids: dict = field(default_factory=dict)  # reason -> list of row ids (all of them)
+    scrubbed: Counter = field(default_factory=Counter)  # "email"/"phone" -> occurrences replaced
+    flagged: Counter = field(default_factory=Counter)  # flag -> rows kept with that flag
+    _source: object = None
+    _hashes: np.ndarray | None = None
+    _flags: np.ndarray | None = None
+    _rules: Rules | None = None
+
+    @property
+    def accepted(self) -> int:
+        return int((self.reasons == 0).sum())
+
+    @property
+    def rejected(self) -> Counter:
+        codes = Counter(self.reasons[self.reasons != 0].tolist())
+        return Counter({REASONS[code]: count for code, count in codes.items()})
+
+    @property
+    def ok(self) -> bool:
+        return self.total > 0 and self.accepted == self.total
+
+    def accepted_batches(self) -> Iterator[pa.RecordBatch]:
+        """The accepted rows with the canonical schema, PII scrubbed, text_hash and flags set."""
+        start = 0
+        for batch in _batches(self._source):
+            end = start + batch.num_rows
+            keep = self.reasons[start:end] == 0
+            if keep.any():
+                batch = _clean(batch, self._rules, self._hashes[start:end], self._flags[start:end])
+                yield batch.filter(pa.array(keep))
+            start = end
+
+    def accepted_table(self) -> pa.Table:
+        return pa.Table.from_batches(list(self.accepted_batches()), schema=ARROW_SCHEMA)
+
+    def accepted_hashes(self) -> np.ndarray:
+        return self._hashes[self.reasons == 0]
+
+    def summary(self) -> str:
+        """A short plain-text report: counts per reason, scrubbed and flagged counts."""
+        lines = [f"checked {self.total} rows: {self.accepted} accepted, {self.total - self.accepted} rejected"]
+        for reason, count in sorted(self.rejected.items(), key=lambda item: -item[1]):
+            examples = ", ".join(self.rejected_ids.get(reason, [])[:3])
+            lines.append(f"  rejected {reason}: {count}" + (f" (e.g. {examples})" if examples else ""))
+        for kind, count in sorted(self.scrubbed.items()):
+            lines.append(f"  scrubbed {kind}: {count}")
+        for flag, count in sorted(self.flagged.items()):
+            lines.append(f"  flagged {flag}: {count} (kept, see the `flags` column)")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {"checked": self.total, "accepted": self.accepted, "rejected": dict(self.rejected),
+                "scrubbed": dict(self.scrubbed), "flagged": dict(self.flagged)}
+
+
+def check_schema(schema: pa.Schema) -> None:
+    """Whole-dataset problems: missing or unexpected columns, wrong types. `text_hash` may be
+    missing (it is derived from `text`)."""
+    names = set(schema.names)
+    missing = [name for name in RECORD_FIELDS if name not in names and name != "text_hash"]
+    if missing:
+        raise ValidationFailed(f"missing columns: {', '.join(missing)}; is this a dataset written by "
+                               "`vdata generate`?")
+    extra = [name for name in schema.names if name not in RECORD_FIELDS]
+    if extra:
+        raise ValidationFailed(f"unexpected columns: {', '.join(extra)}; rows must have exactly the "
+                               "columns of vdata_hub.records.Record")
+    for name in schema.names:
+        expected = ARROW_SCHEMA.field(name).type
+        if not _compatible(schema.field(name).type, expected):
+            raise ValidationFailed(f"column {name!r} has type {schema.field(name).type}, expected {expected}")
+
+
+def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
+    if actual.equals(expected):
+        return True
+    if pa.types.is_string(expected):
+        return pa.types.is_large_string(actual) or pa.types.is_string_view(actual)
+    if pa.types.is_integer(expected):
+        return pa.types.is_integer(actual)
+    if pa.types.is_floating(expected):
+        return pa.types.is_floating(actual) or pa.types.is_integer(actual)
+    if pa.types.is_list(expected):
+        return (pa.types.is_list(actual) or pa.types.is_large_list(actual)) and _compatible(
+            actual.value_type, expected.value_type)
+    return False
+
+
+def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None = None) -> ValidationReport:
+    """Validate a contribution.
+
+    source: a pyarrow Table (e.g. a memory-mapped `datasets` table) or a list of Parquet paths.
+    known_hashes: text hashes already on main (int64), for `duplicate_of_main`.
+    Raises ValidationFailed for whole-dataset problems (schema, size); row problems are reasons.
+    """
+    rules = rules or Rules()
+    schema = _schema(source)
+    check_schema(schema)
+    total = _num_rows(source)
+    if total > rules.max_rows:
+        raise ValidationFailed(f"contribution too large: {total} rows (limit {rules.max_rows}); "
+                               "contribute a part with --part")
+    blocklist = load_blocklist(rules.blocklist)
+    reasons = np.zeros(total, np.int8)
+    hashes = np.zeros(total, np.int64)
+    flags = np.zeros(total, bool)
+    signatures = np.full((total, SIGNATURE_BINS), EMPTY_BIN, np.uint16)
+    ids: list[pa.Array] = []
+    scrubbed: Counter = Counter()
+    size = 0
+    start = 0
+    for batch in _batches(source):
+        end = start + batch.num_rows
+        size += batch.nbytes
+        if size > rules.max_bytes:
+            raise ValidationFailed(f"contribution too large: over {rules.max_bytes // 2**20} MiB; "
+                                   "contribute a part with --part")
+        ids.append(_column(batch, "id").fill_null(""))
+        row = _check_batch(batch, rules, blocklist, scrubbed)
+        reasons[start:end] = row["reasons"]
+        hashes[start:end] = row["hashes"]
+        flags[start:end] = row["flags"]
+        signatures[start:end] = row["signatures"]
+        start = end
+    _mark_duplicates(reasons, hashes, pa.concat_arrays(ids) if ids else pa.array([], pa.string()), known_hashes)
+    _mark_near_duplicates(reasons, signatures, rules.near_duplicate_threshold)
+    report = ValidationReport(total=total, reasons=reasons, scrubbed=+scrubbed, _source=source,
+                              _hashes=hashes, _flags=flags, _rules=rules)
+    report.flagged = Counter({"boilerplate": int((flags & (reasons == 0)).sum())}) if flags.any() else Counter()
+    all_ids = pa.concat_arrays(ids) if ids else pa.array([], pa.string())
+    for code in np.unique(reasons[reasons != 0]):
+        report.rejected_ids[REASONS[code]] = all_ids.take(np.flatnonzero(reasons == code)).to_pylist()
+    return report
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+def _schema(source) -> pa.Schema:
+    if isinstance(source, pa.Table):
+        return source.schema
+    import pyarrow.parquet as pq
+
+    schemas = [pq.read_schema(path) for path in source]
+    for path, schema in zip(source, schemas):
+        if not schema.equals(schemas[0]):
+            check_schema(schema)
+    return schemas[0] if schemas else ARROW_SCHEMA
+
+
+def _num_rows(source) -> int:
+    if isinstance(source, pa.Table):
+        return source.num_rows
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in source)
+
+
+def _batches(source) -> Iterator[pa.RecordBatch]:
+    if isinstance(source, pa.Table):
+        yield from source.to_batches(max_chunksize=BATCH_ROWS)
+        return
+    import pyarrow.parquet as pq
+
+    for path in source:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
+
+
+def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
+    index = batch.schema.get_field_index(name)
+    column = batch.column(index)
+    expected = ARROW_SCHEMA.field(name).type
+    return column if column.type.equals(expected) else column.cast(expected)
+
+
+# --- per-row checks ------------------------------------------------------------------------------
+
+def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", scrubbed: Counter) -> dict:
+    n = batch.num_rows
+    reasons = np.zeros(n, np.int8)
+
+    def reject(mask, reason: str) -> None:
+        mask = np.asarray(mask, bool)
+        reasons[(reasons == 0) & mask] = CODE[reason]
+
+    null = np.zeros(n, bool)
+    for name in batch.schema.names:
+        null |= np.asarray(batch.column(name).is_null(), bool)
+    reject(null, "missing_value")
+    for name in REQUIRED_PROVENANCE:
+        reject(_bool(pc.equal(pc.utf8_trim_whitespace(_column(batch, name).fill_null("")), "")), "missing_provenance")
+    reject(~_bool(pc.match_substring_regex(_column(batch, "bias_axis").fill_null(""), BIAS_AXIS_PATTERN)),
+           "bad_bias_axis")
+
+    text, invalid = _valid_text(_column(batch, "text").fill_null(""))
+    reject(invalid, "invalid_utf8")
+    length = np.asarray(pc.utf8_length(pc.utf8_trim_whitespace(text)), np.int64)
+    reject(length == 0, "empty_text")
+    reject(length < rules.min_chars, "too_short")
+    reject(np.asarray(pc.utf8_length(text), np.int64) > rules.max_chars, "too_long")
+    row_bytes = np.zeros(n, np.int64)
+    for name in batch.schema.names:
+        if pa.types.is_string(batch.schema.field(name).type) or pa.types.is_large_string(batch.schema.field(name).type):
+            row_bytes += np.asarray(pc.binary_length(batch.column(name).fill_null("")), np.int64)
+    reject(row_bytes > rules.max_row_bytes, "row_too_large")
+
+    big = np.asarray(pc.utf8_length(text), np.int64) > rules.max_chars
+    text = pc.if_else(pa.array(big), "", text)  # keep regexes and hashing off rejected huge rows
+    reject(_bool(pc.match_substring_regex(text, REFUSAL)), "refusal")
+    reject(_bool(pc.match_substring_regex(text, SECRET)), "secret")
+    has_email = _bool(pc.match_substring_regex(text, EMAIL))
+    has_phone = _bool(pc.match_substring_regex(text, PHONE))
+    if rules.pii == "reject":
+        reject(has_email | has_phone, "personal_data")
+    else:
+        live = reasons == 0
+        scrubbed["email"] += int(np.asarray(pc.count_substring_regex(text, EMAIL))[live & has_email].sum())
+        scrubbed["phone"] += int(np.asarray(pc.count_substring_regex(text, PHONE))[live & has_phone].sum())
+        text = _scrub(text)
+    tokens = _tokens(text)
+    reject(blocklist.matches(tokens, n), "blocklisted_term")
+    boilerplate = _bool(pc.match_substring_regex(text, BOILERPLATE))
+    if rules.boilerplate == "reject":
+        reject(boilerplate, "boilerplate")
+
+    hashes = np.asarray(text_hashes(text), np.int64)
+    if rules.check_hashes and "text_hash" in batch.schema.names:
+        given = np.asarray(_column(batch, "text_hash").fill_null(0), np.int64)
+        reject(given != hashes, "text_hash_mismatch")
+    signatures = _signatures(tokens, n, rules.shingle_words)
+    return {"reasons": reasons, "hashes": hashes, "flags": boilerplate, "signatures": signatures}
+
+
+def _bool(array) -> np.ndarray:
+    return np.asarray(array.fill_null(False), bool)
+
+
+def _valid_text(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Arrow strings read from a hostile Parquet file may hold invalid UTF-8: find those rows."""
+    try:
+        text.validate(full=True)
+        return text, np.zeros(len(text), bool)
+    except pa.ArrowInvalid:
+        raw = text.cast(pa.binary()).to_pylist()
+        invalid = np.zeros(len(raw), bool)
+        cleaned = []
+        for i, value in enumerate(raw):
+            try:
+                cleaned.append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                invalid[i] = True
+                cleaned.append("")
+        return pa.array(cleaned, pa.string()), invalid
+
+
+def _scrub(text: pa.Array) -> pa.Array:
+    text = pc.replace_substring_regex(text, EMAIL, "[email]")
+    return pc.replace_substring_regex(text, PHONE, "[phone]")
+
+
+def _clean(batch: pa.RecordBatch, rules: Rules, hashes: np.ndarray, flags: np.ndarray) -> pa.RecordBatch:
+    """The batch as it is uploaded: canonical schema, scrubbed text, text_hash and flags set."""
+    columns = {}
+    for name in RECORD_FIELDS:
+        if name == "text_hash":
+            columns[name] = pa.array(hashes, pa.int64())
+        elif name == "text":
+            text, _ = _valid_text(_column(batch, "text").fill_null(""))
+            columns[name] = _scrub(text) if rules.pii == "scrub" else text
+        elif name == "flags":
+            current = _column(batch, "flags").fill_null(pa.scalar([], pa.list_(pa.string()))).to_pylist()
+            columns[name] = pa.array([row + ["boilerplate"] if flag and "boilerplate" not in row else row
+                                      for row, flag in zip(current, flags)], pa.list_(pa.string()))
+        else:
+            columns[name] = _column(batch, name)
+    return pa.RecordBatch.from_arrays([columns[name] for name in RECORD_FIELDS], schema=ARROW_SCHEMA)
+
+
+# --- blocklist -----------------------------------------------------------------------------------
+
+@dataclass
+class Blocklist:
+    """Single words, matched case-insensitively as whole tokens. File lines are either a word or
+    `sha256:<hex of the lower-case word>` (the shipped list is hashed so the repo holds no slurs)."""
+
+    words: set
+    digests: set
+
+    def matches(self, tokens: tuple[pa.Array, np.ndarray], n: int) -> np.ndarray:
+        words, rows = tokens
+        hit = np.zeros(n, bool)
+        if len(words) == 0 or not (self.words or self.digests):
+            return hit
+        vocabulary = pc.unique(words).to_pylist()
+        bad = [w for w in vocabulary if w in self.words
+               or (self.digests and hashlib.sha256(w.encode()).hexdigest() in self.digests)]
+        if bad:
+            hit[np.unique(rows[_bool(pc.is_in(words, pa.array(bad, pa.string())))])] = True
+        return hit
+
+
+def load_blocklist(path: str | None = None) -> Blocklist:
+    """The maintainer's list ($VDATA_BLOCKLIST or `path`), else the small shipped default."""
+    path = Path(path or os.environ.get("VDATA_BLOCKLIST") or DEFAULT_BLOCKLIST)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ValidationFailed(f"cannot read the blocklist {path}: {exc.strerror}; fix VDATA_BLOCKLIST") from None
+    words, digests = set(), set()
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("sha256:"):
+            digests.add(line[len("sha256:"):].lower())
+        else:
+            words.add(line.lower())
+    return Blocklist(words, digests)
+
+
+# --- near duplicates: one-permutation MinHash with rotation densification, LSH banding ---------
+
+SIGNATURE_BINS = 128  # 16-bit values: 256 bytes per row
+BANDS = 32  # 32 bands of 4 bins: pairs above ~0.45 Jaccard become candidates, then are verified
+EMPTY_BIN = np.uint16(0xFFFF)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a fast, well-spread 64-bit hash of a 64-bit value."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def _tokens(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Lower-case word tokens of every row, flattened, with the row index of each token."""
+    lists = pc.split_pattern_regex(pc.utf8_lower(text), r"[^\pL\pN]+")
+    words = pc.list_flatten(lists)
+    rows = np.asarray(pc.list_parent_indices(lists), np.int64)
+    keep = _bool(pc.not_equal(words, ""))
+    return words.filter(pa.array(keep)), rows[keep]
+
+
+def _signatures(tokens: tuple[pa.Array, np.ndarray], n: int, k: int) -> np.ndarray:
+    """MinHash signature per row over word k-shingles; rows with fewer than k words stay empty."""
+    words, rows = tokens
+    signatures = np.full((n, SIGNATURE_BINS), EMPTY_BIN, np.uint16)
+    if len(words) < k:
+        return signatures
+    vocabulary = pc.unique(words)
+    word_hash = np.array([int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
+                          for w in vocabulary.to_pylist()], np.uint64)
+    token_hash = word_hash[np.asarray(pc.index_in(words, value_set=vocabulary), np.int64)]
+    count = len(token_hash) - k + 1
+    shingle = token_hash[:count].copy()
+    with np.errstate(over="ignore"):
+        for j in range(1, k):
+            shingle = _mix(shingle * np.uint64(31) + token_hash[j:j + count])
+        same_row = rows[:count] == rows[k - 1:k - 1 + count]
+        h = _mix(shingle[same_row])
+    owner = rows[:count][same_row]
+    bins = (h >> np.uint64(57)).astype(np.int64)
+    values = ((h >> np.uint64(16)) % np.uint64(0xFFFF)).astype(np.uint16)  # never EMPTY_BIN
+    np.minimum.at(signatures.reshape(-1), owner * SIGNATURE_BINS + bins, values)
+    return _densify(signatures)
+
+
+def _densify(signatures: np.ndarray) -> np.ndarray:
+    """Fill empty bins from the next non-empty bin (cyclically), so short texts still compare."""
+    empty = signatures == EMPTY_BIN
+    partial = empty.any(axis=1) & ~empty.all(axis=1)
+    if not partial.any():
+        return signatures
+    sub = signatures[partial]
+    for _ in range(SIGNATURE_BINS):
+        hole = sub == EMPTY_BIN
+        if not hole.any():
+            break
+        rolled = np.roll(sub, -1, axis=1)
+        fill = hole & (rolled != EMPTY_BIN)
+        sub[fill] = (rolled[fill].astype(np.uint64) * np.uint64(0x9E3779B1) % np.uint64(0xFFF1)).astype(np.uint16)
+    signatures[partial] = sub
+    return signatures
+
+
+def _mark_duplicates(reasons: np.ndarray, hashes: np.ndarray, ids: pa.Array, known: np.ndarray | None) -> None:
+    """Exact duplicates: a later row with the same text hash or id as an earlier live row; rows
+    whose hash is already on main."""
+    live = np.flatnonzero(reasons == 0)
+    for keys in (hashes[live], np.asarray(pc.index_in(ids.take(pa.array(live)), value_set=pc.unique(ids)))):
+        _, first = np.unique(keys, return_index=True)
+        later = np.ones(len(live), bool)
+        later[first] = False
+        reasons[live[later & (reasons[live] == 0)]] = CODE["duplicate"]
+    if known is not None and len(known):
+        live = np.flatnonzero(reasons == 0)
+        reasons[live[np.isin(hashes[live], known)]] = CODE["duplicate_of_main"]
+
+
+def _mark_near_duplicates(reasons: np.ndarray, signatures: np.ndarray, threshold: float) -> None:
+    """LSH banding finds candidate pairs (row, first row with the same band); a candidate whose
+    estimated Jaccard similarity reaches the threshold is a near duplicate of the earlier row."""
+    live = np.flatnonzero((reasons == 0) & (signatures[:, 0] != EMPTY_BIN))
+    if len(live) < 2:
+        return
+    sig = signatures[live]
+    near = np.zeros(len(live), bool)
+    width = SIGNATURE_BINS // BANDS
+    for band in range(BANDS):
+        part = sig[:, band * width:(band + 1) * width].astype(np.uint64)
+        key = np.zeros(len(live), np.uint64)
+        with np.errstate(over="ignore"):
+            for column in range(width):
+                key = _mix(key * np.uint64(1_000_003) + part[:, column])
+        order = np.argsort(key, kind="stable")
+        starts = np.r_[True, key[order][1:] != key[order][:-1]]
+        first = order[np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))]
+        rep = np.empty(len(live), np.int64)
+        rep[order] = first
+        candidates = np.flatnonzero(rep != np.arange(len(live)))
+        if len(candidates):
+            similarity = (sig[candidates] == sig[rep[candidates]]).mean(axis=1)
+            near[candidates[similarity >= threshold]] = True
+    reasons[live[near]] = CODE["near_duplicate"]
