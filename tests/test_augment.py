@@ -58,6 +58,18 @@ def test_words_that_contain_a_term_are_left_alone(text):
     assert flipped == text
 
 
+def test_first_names_after_a_title_or_a_first_name_are_surnames():
+    text = "Dr. Amina Yusuf met Dr. Yusuf Ahmed and Mr. Ali; later Omar Hassan thanked Mary."
+    assert flip_gender(text) == "Dr. Amina Yusuf met Dr. Layla Ahmed and Ms. Ali; later Fatima Hassan thanked James."
+
+
+def test_ages_move_into_the_target_range():
+    swap = phrase_swapper([(("age", "a teenager"), ("age", "a person in their eighties"))])
+    text = "The teenager, a 16-year-old volunteer, was 19 years old; her 45-year-old aunt helped."
+    assert swap(text) == ("The person in their eighties, an 83-year-old volunteer, was 86 years old; "
+                          "her 45-year-old aunt helped.")
+
+
 def test_flip_in_both_directions_returns_the_original_for_unambiguous_text():
     text = "She thanked her brother, and he gave his aunt the keys."
     assert flip_gender(flip_gender(text)) == text

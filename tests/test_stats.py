@@ -13,7 +13,7 @@ from vdata_hub.records import Record, records_to_table
 from vdata_hub.stats import format_stats, stats, stats_markdown
 
 STORY_F = "Amina, a woman from the clinic, fixed her own network. She was proud of her work."
-STORY_M = "Kofi, a man in his forties, repaired the scanner, and he trained two new nurses."
+STORY_M = "Kofi, a man in his forties, repaired the scanner, and he trained a 34-year-old nurse."
 REFUSAL = "I'm sorry, but I can't help with that request about a Muslim person."
 RELIGION = "A Muslim nurse and a Christian nurse swapped shifts; the White doctor wore a white coat."
 
@@ -58,6 +58,7 @@ def test_counts_of_a_local_dataset(local_dataset):
     assert (religion["a Muslim person"], religion["a Christian person"], religion["a Hindu person"]) == (2, 1, 0)
     assert result.mentions["race_ethnicity"]["a White person"] == 1  # "white coat" is not a mention
     assert result.mentions["age"]["a middle-aged person"] == 0  # "in his forties" is not a listed term
+    assert result.mentions["age"]["a person in their thirties"] == 1  # "a 34-year-old"
     # her, She, her in row 0 and its duplicate; his, he in row 1
     assert result.pronouns == {"he": 2, "she": 6, "they": 0}
     assert result.pronoun_ratios["she"] == 0.75

@@ -38,6 +38,7 @@ from vdata_hub.errors import SpecError
 from vdata_hub.resources import TEMPLATE_DATA_DIR
 
 WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+AGE_NUMBER = re.compile(r"(?<![\w.-])\d{1,3}(?=(?:-| )years?(?:-| )olds?\b)")
 SWAPPED_FORMS = ("noun", "plural", "adj", "place", "places", "country")
 # Words that follow an object pronoun rather than the noun of a possessive: "gave her a book",
 # "told her that", "saw her again", "with her and".
@@ -112,16 +113,32 @@ def _match_case(original: str, target: str, proper_target: bool, capitalise: boo
     return target
 
 
+TITLE = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Professor|Miss)\.?|[A-Z][\w'’-]*)[ \t]+$")
+
+
 def _at_sentence_start(text: str, start: int) -> bool:
-    before = text[:start].rstrip(" \t\"'“‘(")
-    return not before or before[-1] in ".!?:\n"
+    before = text[max(0, start - 40):start].rstrip(" \t\"'“‘(")
+    if not before:
+        return start <= 40 or not text[:start].strip()
+    return before[-1] in ".!?:\n" and not re.search(r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof)\.$", before)
+
+
+def _after_name_or_title(text: str, start: int) -> bool:
+    """A capitalised word after a title or another name ("Dr. Yusuf", "Amina Yusuf") is a surname."""
+    window = text[max(0, start - 40):start]
+    match = TITLE.search(window)
+    if not match:
+        return False
+    if re.match(r"(?:Dr|Mr|Mrs|Ms|Mx|Prof|Professor|Miss)\b", match.group()):
+        return True
+    return not _at_sentence_start(text, max(0, start - 40) + match.start())
 
 
 def _neighbours(text: str, start: int, end: int) -> tuple[str, str]:
     """The words right before and after text[start:end] when only spaces separate them ("" otherwise)."""
-    rest = text[end:]
-    after = WORD.match(text, end + len(rest) - len(rest.lstrip(" \t")))
-    before = re.search(r"([^\W\d_]+)[ \t]+$", text[:start])
+    rest = text[end:end + 60]
+    after = WORD.match(rest, len(rest) - len(rest.lstrip(" \t")))
+    before = re.search(r"([^\W\d_]+)[ \t]+$", text[max(0, start - 60):start])
     return (before.group(1) if before else ""), (after.group() if after else "")
 
 
@@ -136,19 +153,18 @@ def _fix_article(pieces: list[str], replacement: str) -> None:
     match = re.search(r"(?<![\w-])(a|an|A|An|AN)(\s+)$", pieces[-1])
     if not match:
         return
-    vowel = bool(re.match(r"(?i)(?!uni|use|eu|one\b)[aeiou]|hour|honest|heir", replacement))
+    vowel = bool(re.match(r"(?i)(?!uni|use|eu|one\b)[aeiou]|hour|honest|heir|8|1[18](?!\d)", replacement))
     article = match.group(1)
     new = ("an" if vowel else "a")
     new = new.upper() if article.isupper() and len(article) > 1 else (new.capitalize() if article[0].isupper() else new)
     pieces[-1] = pieces[-1][: match.start(1)] + new + match.group(2)
 
 
-def _rewrite(text: str, pattern: re.Pattern, choose: Callable[[str, str, str, bool], Optional[str]]) -> str:
-    """Replace each match of `pattern` by choose(match, previous word, next word, at sentence start)."""
+def _rewrite(text: str, pattern: re.Pattern, choose: Callable[[str, re.Match], Optional[str]]) -> str:
+    """Replace each match of `pattern` by choose(text, match), unless it returns None."""
     pieces, last = [], 0
     for match in pattern.finditer(text):
-        prev, next_word = _neighbours(text, match.start(), match.end())
-        replacement = choose(match.group(), prev, next_word, _at_sentence_start(text, match.start()))
+        replacement = choose(text, match)
         if replacement is None or replacement == match.group():
             continue
         pieces.append(text[last:match.start()])
@@ -159,9 +175,19 @@ def _rewrite(text: str, pattern: re.Pattern, choose: Callable[[str, str, str, bo
     return "".join(pieces)
 
 
-def _gender_word(word: str, prev: str, next_word: str, sentence_start: bool) -> Optional[str]:
-    base, lower = word, word.lower()
+@lru_cache(maxsize=1)
+def _gender_pattern() -> re.Pattern:
     words, names = _gender_words()
+    candidates = set(words) | set(names) | {"he", "she", "him", "her", "his", "hers", "himself", "herself"}
+    body = "|".join(re.escape(w) for w in sorted(candidates, key=len, reverse=True))
+    return re.compile(rf"(?<![\w'’-])(?:{body})(?:['’][^\W\d_]+)?(?![\w'’-])", re.IGNORECASE)
+
+
+def _gender_word(text: str, match: re.Match) -> Optional[str]:
+    base, suffix = _split_word(match.group())
+    lower = base.lower()
+    words, names = _gender_words()
+    prev, next_word = _neighbours(text, match.start(), match.end())
     if lower == "her":
         is_object = not _noun_follows(next_word) or (prev.lower() in CAUSATIVE and next_word.lower() in BARE_VERBS)
         target = "him" if is_object else "his"
@@ -170,7 +196,10 @@ def _gender_word(word: str, prev: str, next_word: str, sentence_start: bool) -> 
     elif lower in ("he", "she", "him", "hers", "himself", "herself"):
         target = {"he": "she", "she": "he", "him": "her", "hers": "his", "himself": "herself", "herself": "himself"}[lower]
     elif base in names:
-        return names[base]
+        surname = _after_name_or_title(text, match.start()) and not next_word[:1].isupper()
+        return None if surname else names[base] + suffix
+    elif lower in names and base not in names:
+        return None  # "mei" or "ali" in lower case are not the names
     elif lower in ("mr", "ms", "mrs") and not (base[:1].isupper() and base[1:].islower()):
         return None  # "MS" (multiple sclerosis), "ms" (milliseconds)
     elif lower == "miss" and not (base == "Miss" and next_word[:1].isupper()):
@@ -179,7 +208,7 @@ def _gender_word(word: str, prev: str, next_word: str, sentence_start: bool) -> 
         target = words[lower]
     else:
         return None
-    return _match_case(base, target, False, True)
+    return _match_case(base, target, False, True) + suffix
 
 
 def _split_word(word: str) -> tuple[str, str]:
@@ -189,13 +218,7 @@ def _split_word(word: str) -> tuple[str, str]:
 
 def flip_gender(text: str) -> str:
     """Every gendered word swapped between its male and female form, with grammar for the common cases."""
-
-    def choose(word: str, prev: str, next_word: str, sentence_start: bool) -> Optional[str]:
-        base, suffix = _split_word(word)
-        replaced = _gender_word(base, prev, next_word, sentence_start)
-        return None if replaced is None else replaced + suffix
-
-    return _rewrite(text, WORD, choose)
+    return _rewrite(text, _gender_pattern(), _gender_word)
 
 
 def _term_pattern(terms) -> re.Pattern:
@@ -204,15 +227,30 @@ def _term_pattern(terms) -> re.Pattern:
     return re.compile(rf"(?<![\w'’-])(?:{body})(?![\w-])", re.IGNORECASE)
 
 
-def _group_terms(axis: str, group: str) -> dict[str, list[str]]:
-    return {form: _as_list(words) for form, words in (_groups_data()[axis].get("terms", {}).get(group) or {}).items()}
+def _group_terms(axis: str, group: str) -> dict[str, list]:
+    entry = _groups_data()[axis].get("terms", {}).get(group) or {}
+    return {form: (words if form == "ages" else _as_list(words)) for form, words in entry.items()}
 
 
-def phrase_swapper(pairs: list[tuple[str, str]]) -> Callable[[str], str]:
-    """A rewrite function swapping group terms: pairs of (source group, target group) of one axis each,
-    given as (axis, group) tuples, applied in one pass (so an exchange A <-> B works)."""
+def _age_swapper(ranges: list[tuple[list, list]]) -> Callable[[str], str]:
+    """Move ages ("16-year-old", "16 years old") from each source range into the target range."""
+
+    def choose(text: str, match: re.Match) -> Optional[str]:
+        age = int(match.group())
+        for (low, high), (target_low, target_high) in ranges:
+            if low <= age <= high:
+                return str(target_low + (age - low) % (target_high - target_low + 1))
+        return None
+
+    return lambda text: _rewrite(text, AGE_NUMBER, choose) if ranges else text
+
+
+def phrase_swapper(pairs: list[tuple[tuple[str, str], tuple[str, str]]]) -> Callable[[str], str]:
+    """A rewrite function swapping group terms for pairs ((axis, source group), (axis, target group)),
+    all applied in one pass (so an exchange A <-> B works)."""
     table: dict[str, dict[str, str]] = {}  # lower-case source term -> form -> target term
     proper: dict[str, str] = {}  # lower-case source term -> its spelling when it is a proper noun/adjective
+    ages = []
     for (axis, source), (_, target) in pairs:
         source_terms, target_terms = _group_terms(axis, source), _group_terms(axis, target)
         for form in SWAPPED_FORMS:
@@ -221,24 +259,28 @@ def phrase_swapper(pairs: list[tuple[str, str]]) -> Callable[[str], str]:
                     table.setdefault(term.lower(), {})[form] = target_terms[form][0]
                     if term != term.lower():
                         proper[term.lower()] = term
+        if "ages" in source_terms and "ages" in target_terms:
+            ages.append((source_terms["ages"], target_terms["ages"]))
+    move_ages = _age_swapper(ages)
     if not table:
-        return lambda text: text
+        return move_ages
     pattern = _term_pattern(table)
 
-    def choose(word: str, prev: str, next_word: str, sentence_start: bool) -> Optional[str]:
-        key = word.lower()
+    def choose(text: str, match: re.Match) -> Optional[str]:
+        word, key = match.group(), match.group().lower()
         if key in proper and word != proper[key] and not (len(word) > 1 and word.isupper()):
             return None  # "white coat" is not "White"
         forms = table[key]
         if "adj" in forms and len(forms) > 1:
+            next_word = _neighbours(text, match.start(), match.end())[1]
             form = "adj" if _noun_follows(next_word) else next(f for f in forms if f != "adj")
         else:
             form = next(iter(forms))
         target = forms[form]
-        capitalise = key not in proper or sentence_start
+        capitalise = key not in proper or _at_sentence_start(text, match.start())
         return _match_case(word, target, target != target.lower(), capitalise)
 
-    return lambda text: _rewrite(text, pattern, choose)
+    return lambda text: move_ages(_rewrite(text, pattern, choose))
 
 
 def _pronouns(group: str) -> str:
@@ -318,5 +360,6 @@ def counterfactuals(record: dict, axes: list[str] | None = None) -> list[dict]:
             "output_tokens": 0,
             "cost_usd": 0.0,
             "flags": list(record.get("flags") or []),
+            **({"text_hash": 0} if "text_hash" in record else {}),  # recomputed from the new text
         })
     return rows

@@ -84,9 +84,17 @@ def _axes() -> dict:
 
 
 def _term_regex(term: str) -> str:
-    if term.startswith("re:"):
-        return f"(?i:{term[3:]})"
+    """Terms written with a capital ("Black", "Muslim") match only so; others in any case."""
     return re.escape(term) if term != term.lower() else f"(?i:{re.escape(term)})"
+
+
+def _group_regex(terms: dict) -> str:
+    words = [t for form, values in terms.items() if form != "ages" for t in ([values] if isinstance(values, str) else values)]
+    parts = [_term_regex(t) for t in sorted(words, key=len, reverse=True)]
+    if "ages" in terms:  # "34-year-old", "34 years old"
+        low, high = terms["ages"]
+        parts.append(f"(?:{'|'.join(str(n) for n in range(low, high + 1))})(?i:[- ]years?[- ]olds?)")
+    return "|".join(parts)
 
 
 @lru_cache(maxsize=1)
@@ -95,11 +103,7 @@ def mention_patterns() -> dict[str, tuple[re.Pattern, list[str]]]:
     patterns = {}
     for axis, entry in _axes().items():
         groups = list(entry.get("terms") or {})
-        parts = []
-        for index, group in enumerate(groups):
-            terms = [t for words in entry["terms"][group].values() for t in ([words] if isinstance(words, str) else words)]
-            terms.sort(key=len, reverse=True)
-            parts.append(f"(?P<g{index}>{'|'.join(_term_regex(t) for t in terms)})")
+        parts = [f"(?P<g{index}>{_group_regex(entry['terms'][group])})" for index, group in enumerate(groups)]
         if parts:
             patterns[axis] = (re.compile(BOUNDED.format("|".join(parts))), groups)
     return patterns
