@@ -1,0 +1,293 @@
+"""Contribute a generated dataset: validate it, then open one pull request on the Hub dataset
+whose single commit adds the Parquet shards and a manifest.
+
+Repo layout (append-only; review and card read it):
+  data/<bias_axis>/<contribution_id>.parquet   rows of one axis, columns = records.ARROW_SCHEMA
+  contributions/<contribution_id>.json         the manifest: counts, models, tokens, cost, checks
+The contribution id is a hash of the contributed texts, so the same data twice is one PR.
+Either the PR exists with every file or nothing does: shards are written to a temporary folder,
+uploaded, and only then referenced by one `create_commit(create_pr=True)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vdata_hub import __version__, hub
+from vdata_hub.config import resolve_repo
+from vdata_hub.errors import ValidationFailed, VdataError
+from vdata_hub.records import ARROW_SCHEMA
+from vdata_hub.validation import Rules, validate
+
+DEFAULT_LICENSE = "cc-by-4.0"
+ROW_GROUP_ROWS = 65_536
+NO_DICTIONARY = {"id", "text", "prompt", "text_hash", "created_at", "variables"}
+
+
+@dataclass
+class ContributionResult:
+    """What `contribute` did; `summary()` is what the CLI prints."""
+
+    repo: str
+    contribution_id: str
+    report: object
+    files: dict = field(default_factory=dict)  # path in repo -> rows (shards) or bytes (manifest)
+    manifest: dict = field(default_factory=dict)
+    pr_url: str | None = None
+    status: str = "opened"  # opened | dry_run | already_open | already_merged
+
+    def summary(self) -> str:
+        lines = [self.report.summary()]
+        if self.status == "dry_run":
+            lines.append(f"dry run: would open a pull request on {self.repo} adding:")
+            lines += [f"  {path}  ({count})" for path, count in self.files.items()]
+        elif self.status == "already_open":
+            lines.append(f"this contribution ({self.contribution_id}) is already open: {self.pr_url}")
+        elif self.status == "already_merged":
+            lines.append(f"this contribution ({self.contribution_id}) is already on {self.repo}'s main branch")
+        else:
+            lines.append(f"opened pull request: {self.pr_url}")
+        return "\n".join(lines)
+
+
+def contribute(out: str = "vdata-out", repo: str | None = None, token: str | None = None, part=None,
+               dry_run: bool = False, quiet: bool = False, rules: Rules | None = None) -> ContributionResult:
+    """Validate the dataset at `out` (or a part of it) and open one PR adding it to `repo`."""
+    repo = resolve_repo(repo)
+    table = select_part(load_local(out), part)
+    if table.num_rows == 0:
+        raise ValidationFailed(f"nothing to contribute: {out} has no rows" + (f" matching --part {part}" if part else ""))
+    hf_api = hub.api(token)
+    contributor = "" if dry_run else hub.check_write_token(hf_api, repo, token)
+    _progress(quiet, f"checking {table.num_rows} rows against {repo} ...")
+    base = hub.main_sha(hf_api, repo, token)
+    main = hub.read_main_hashes(repo, token, revision=base, hf_api=hf_api)
+    report = validate(table, known_hashes=main.hashes, rules=rules)
+    if report.accepted == 0:
+        raise ValidationFailed(_nothing_left(report))
+    contribution_id = contribution_hash(report.accepted_hashes())
+    result = ContributionResult(repo=repo, contribution_id=contribution_id, report=report)
+    existing = find_contribution(hf_api, repo, contribution_id, token)
+    if existing is not None:
+        result.status, result.pr_url = existing
+        return result
+    with tempfile.TemporaryDirectory(prefix="vdata-contribute-") as tmp:
+        shards, stats = write_shards(report.accepted_batches(), Path(tmp), contribution_id)
+        manifest = build_manifest(contribution_id, stats, report, contributor)
+        manifest_path = f"contributions/{contribution_id}.json"
+        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        result.manifest = manifest
+        result.files = {path: f"{rows} rows" for path, (_, rows) in shards.items()}
+        result.files[manifest_path] = f"{len(manifest_bytes)} bytes"
+        if dry_run:
+            result.status = "dry_run"
+            return result
+        title, description = pr_text(repo, manifest, report)
+        _progress(quiet, f"uploading {len(shards)} shard(s) and opening a pull request ...")
+        result.pr_url = open_pull_request(hf_api, repo, token, base, contribution_id, title, description,
+                                          {**{path: str(local) for path, (local, _) in shards.items()},
+                                           manifest_path: manifest_bytes})
+    return result
+
+
+def _progress(quiet: bool, message: str) -> None:
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _nothing_left(report) -> str:
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in report.rejected.most_common())
+    if set(report.rejected) == {"duplicate_of_main"}:
+        return f"nothing new to contribute: all {report.total} rows are already on the repo's main branch"
+    return f"no row passed validation ({reasons}); nothing was uploaded"
+
+
+def load_local(out: str) -> pa.Table:
+    """The Arrow table `generate` wrote at `out` (memory-mapped, not read into memory)."""
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    path = Path(out)
+    if not path.is_dir():
+        raise VdataError(f"{out}: no such folder; pass the folder `vdata generate` wrote")
+    state = path / "state.json"
+    if state.is_file() and not json.loads(state.read_text(encoding="utf-8")).get("_data_files", [None]):
+        return ARROW_SCHEMA.empty_table()  # datasets cannot load a saved dataset without shards
+    try:
+        dataset = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as exc:
+        raise VdataError(f"{out}: not a dataset saved by `vdata generate` ({exc.__class__.__name__})") from None
+    if isinstance(dataset, DatasetDict):
+        if len(dataset) != 1:
+            raise VdataError(f"{out}: holds several splits ({', '.join(dataset)}); contribute one at a time")
+        dataset = next(iter(dataset.values()))
+    assert isinstance(dataset, Dataset)
+    if dataset._indices is not None:
+        dataset = dataset.flatten_indices()
+    return dataset.data.table
+
+
+def select_part(table: pa.Table, part) -> pa.Table:
+    """--part: a fraction (0.25), a count (500) or filters (bias_axis=gender,domain=health; `a|b` for
+    alternatives). Fractions and counts take rows in the order of a hash of their id, so a larger
+    part always contains a smaller one."""
+    if part is None or part == "":
+        return table
+    if isinstance(part, str) and "=" in part:
+        mask = None
+        for condition in part.split(","):
+            name, _, value = condition.partition("=")
+            name = name.strip()
+            if name not in table.column_names:
+                raise VdataError(f"--part {part}: unknown column {name!r}")
+            values = pa.array([v.strip() for v in value.split("|")], pa.string())
+            hit = pc.is_in(table.column(name).cast(pa.string()), value_set=values)
+            mask = hit if mask is None else pc.and_(mask, hit)
+        return table.filter(mask)
+    count = _part_count(part, table.num_rows)
+    order = np.argsort([hashlib.sha256(i.encode()).digest() for i in table.column("id").to_pylist()], kind="stable")
+    return table.take(np.sort(order[:count]))
+
+
+def _part_count(part, rows: int) -> int:
+    """500 or "500": a count; 0.25 or "0.25": a fraction of the rows."""
+    text = str(part).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        number = -1.0
+    if isinstance(part, bool) or number <= 0 or ("." not in text and number != int(number)):
+        raise VdataError(f"--part {part!r}: expected a fraction (0.25), a count (500) or a filter (bias_axis=gender)")
+    if "." in text or "e" in text.lower():
+        if number > 1:
+            raise VdataError(f"--part {part!r}: a fraction must be at most 1")
+        return round(rows * number)
+    return min(int(number), rows)
+
+
+def contribution_hash(text_hashes: np.ndarray) -> str:
+    """Contribution id: sha256 over the sorted text hashes of the contributed rows (16 hex digits)."""
+    return hashlib.sha256(np.sort(text_hashes).astype("<i8").tobytes()).hexdigest()[:16]
+
+
+def find_contribution(hf_api, repo: str, contribution_id: str, token: str | None):
+    """("already_merged", None) or ("already_open", url) when this contribution exists, else None."""
+    manifest = f"contributions/{contribution_id}.json"
+    if hub.file_exists(hf_api, repo, manifest, "main", token):
+        return "already_merged", None
+    for discussion in hub.open_pull_requests(hf_api, repo, token):
+        if hub.file_exists(hf_api, repo, manifest, f"refs/pr/{discussion.num}", token):
+            return "already_open", hub.pr_url(repo, discussion.num)
+    return None
+
+
+def write_shards(batches, folder: Path, contribution_id: str) -> tuple[dict, dict]:
+    """One Parquet file per bias axis, written as batches arrive (memory: one row group per axis).
+    Returns ({path in repo: (local path, rows)}, stats for the manifest)."""
+    import pyarrow.parquet as pq
+
+    writers, buffers, rows = {}, {}, Counter()
+    stats = {name: Counter() for name in ("bias_axis", "domain", "task", "model")}
+    stats.update(spec_sha=set(), generator_version=set(), input_tokens=0, output_tokens=0, cost_usd=0.0)
+    dictionary = [name for name in ARROW_SCHEMA.names if name not in NO_DICTIONARY]
+
+    def flush(axis):
+        if buffers.get(axis):
+            if axis not in writers:
+                writers[axis] = pq.ParquetWriter(folder / f"{axis}.parquet", ARROW_SCHEMA, compression="zstd",
+                                                 use_dictionary=dictionary)
+            writers[axis].write_table(pa.Table.from_batches(buffers[axis]))
+            buffers[axis] = []
+
+    for batch in batches:
+        _update_stats(stats, batch)
+        axes = batch.column(ARROW_SCHEMA.get_field_index("bias_axis"))
+        for axis in pc.unique(axes).to_pylist():
+            part = batch.filter(pc.equal(axes, axis))
+            buffers.setdefault(axis, []).append(part)
+            rows[axis] += part.num_rows
+            if sum(b.num_rows for b in buffers[axis]) >= ROW_GROUP_ROWS:
+                flush(axis)
+    for axis in list(buffers):
+        flush(axis)
+    for writer in writers.values():
+        writer.close()
+    shards = {f"data/{axis}/{contribution_id}.parquet": (folder / f"{axis}.parquet", rows[axis])
+              for axis in sorted(writers)}
+    return shards, stats
+
+
+def _update_stats(stats: dict, batch: pa.RecordBatch) -> None:
+    column = batch.column
+    index = ARROW_SCHEMA.get_field_index
+    for name in ("bias_axis", "domain", "task", "model"):
+        for item in pc.value_counts(column(index(name))).to_pylist():
+            stats[name][item["values"]] += item["counts"]
+    stats["spec_sha"].update(pc.unique(column(index("spec_sha"))).to_pylist())
+    stats["generator_version"].update(pc.unique(column(index("generator_version"))).to_pylist())
+    stats["input_tokens"] += int(pc.sum(column(index("input_tokens"))).as_py() or 0)
+    stats["output_tokens"] += int(pc.sum(column(index("output_tokens"))).as_py() or 0)
+    stats["cost_usd"] += float(pc.sum(column(index("cost_usd"))).as_py() or 0.0)
+
+
+def build_manifest(contribution_id: str, stats: dict, report, contributor: str) -> dict:
+    """The contribution's public record: counts, models, tokens, cost, checks. No paths, no secrets."""
+    return {
+        "contribution_id": contribution_id,
+        "rows": report.accepted,
+        "rows_per_axis": dict(sorted(stats["bias_axis"].items())),
+        "rows_per_domain": dict(sorted(stats["domain"].items())),
+        "rows_per_task": dict(sorted(stats["task"].items())),
+        "rows_per_model": dict(sorted(stats["model"].items())),
+        "models": sorted(stats["model"]),
+        "spec_sha": sorted(s for s in stats["spec_sha"] if s),
+        "generator_versions": sorted(stats["generator_version"]),
+        "input_tokens": stats["input_tokens"],
+        "output_tokens": stats["output_tokens"],
+        "cost_usd": round(stats["cost_usd"], 6),
+        "license": DEFAULT_LICENSE,
+        "contributor": contributor,
+        "tool": f"vdata-hub {__version__}",
+        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "validation": report.as_dict(),
+    }
+
+
+def pr_text(repo: str, manifest: dict, report) -> tuple[str, str]:
+    """Title (first line) and description of the PR, from dataset_card/pr_description.md.j2."""
+    from vdata_hub.card import render_template
+
+    text = render_template("pr_description.md.j2", repo=repo, m=manifest, report=report.as_dict())
+    title, _, description = text.partition("\n")
+    return title.lstrip("# ").strip(), description.strip() + "\n"
+
+
+def open_pull_request(hf_api, repo: str, token: str | None, base: str, contribution_id: str, title: str,
+                      description: str, files: dict) -> str:
+    """One commit with every file, as a new PR. Retries on 429, and on 5xx after checking that the
+    PR was not created anyway (the contribution id makes that check exact)."""
+    from huggingface_hub import CommitOperationAdd
+
+    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=content) for path, content in files.items()]
+
+    def commit():
+        info = hf_api.create_commit(repo, operations, commit_message=title, commit_description=description,
+                                    repo_type="dataset", revision="main", create_pr=True, parent_commit=base)
+        return info.pr_url
+
+    def already_open():
+        found = find_contribution(hf_api, repo, contribution_id, token)
+        return found[1] if found and found[0] == "already_open" else None
+
+    with hub.errors(repo, token, "opening the pull request"):
+        return hub.with_retries(commit, retry_5xx=True, before_retry=already_open)

@@ -1,0 +1,183 @@
+"""Maintainer review of contribution pull requests: find what each PR adds relative to its base,
+check the layout, run the same validation as `contribute` (plus duplicates against the current
+main), comment the report on the PR, and merge or close it. After merges the card is refreshed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vdata_hub import hub
+from vdata_hub.config import resolve_repo
+from vdata_hub.contribute import contribution_hash
+from vdata_hub.errors import HubError, ValidationFailed
+from vdata_hub.validation import Rules, validate
+
+SHARD = re.compile(r"^data/([a-z0-9][a-z0-9_-]{0,63})/([0-9a-f]{16})\.parquet$")
+MANIFEST = re.compile(r"^contributions/([0-9a-f]{16})\.json$")
+REVIEW_RULES = Rules(pii="reject", check_hashes=True)
+
+
+@dataclass
+class PullRequestReview:
+    """The outcome for one PR."""
+
+    num: int
+    title: str
+    passed: bool
+    problems: list = field(default_factory=list)
+    report: object = None
+    files: list = field(default_factory=list)
+    action: str = "commented"  # commented | merged | closed
+    hashes: np.ndarray | None = None
+
+    def summary(self) -> str:
+        verdict = "passed" if self.passed else "failed"
+        detail = f": {'; '.join(self.problems)}" if self.problems else ""
+        if self.report is not None and self.report.rejected:
+            detail += f" (rejected rows: {dict(self.report.rejected)})"
+        return f"#{self.num} {verdict}, {self.action}{detail}"
+
+
+def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid: bool = False,
+           token: str | None = None, quiet: bool = False) -> list[PullRequestReview]:
+    """Review every open PR of `repo` (or only `pr`); comment, then merge / close as asked."""
+    from vdata_hub.card import card
+
+    repo = resolve_repo(repo)
+    hf_api = hub.api(token)
+    with hub.errors(repo, token, "listing pull requests"):
+        if pr is not None:
+            found = [hf_api.get_discussion_details(repo, int(pr), repo_type="dataset")]
+            if not found[0].is_pull_request or found[0].status not in ("open", "draft"):
+                raise HubError(f"#{pr} on {repo} is not an open pull request")
+        else:
+            found = sorted(hub.open_pull_requests(hf_api, repo, token), key=lambda d: d.num)
+    known = hub.read_main_hashes(repo, token, hf_api=hf_api).hashes
+    results = []
+    for discussion in found:
+        if not quiet:
+            print(f"reviewing #{discussion.num} {discussion.title} ...", file=sys.stderr, flush=True)
+        result = review_one(hf_api, repo, discussion.num, discussion.title, known, token)
+        _act(hf_api, repo, token, discussion, result, merge, close_invalid)
+        if result.action == "merged":
+            known = np.concatenate([known, result.hashes])
+        results.append(result)
+    if any(result.action == "merged" for result in results):
+        card(repo, push=True, token=token)
+    return results
+
+
+def review_one(hf_api, repo: str, num: int, title: str, known: np.ndarray, token: str | None) -> PullRequestReview:
+    """Check one PR; nothing is posted here."""
+    revision = f"refs/pr/{num}"
+    result = PullRequestReview(num=num, title=title, passed=False)
+    added, changed = pr_changes(hf_api, repo, revision, token)
+    result.files = sorted(added)
+    if changed:
+        result.problems.append(f"changes or deletes existing files (the dataset is append-only): {', '.join(changed)}")
+    shards = [path for path in added if SHARD.match(path)]
+    manifests = [path for path in added if MANIFEST.match(path)]
+    others = [path for path in added if path not in shards and path not in manifests]
+    if others:
+        result.problems.append(f"adds files outside the dataset layout: {', '.join(others)}")
+    ids = {SHARD.match(p).group(2) for p in shards} | {MANIFEST.match(p).group(1) for p in manifests}
+    if not shards or len(manifests) != 1 or len(ids) != 1:
+        result.problems.append("expected Parquet shards data/<axis>/<id>.parquet and one manifest "
+                               "contributions/<id>.json, all with the same contribution id")
+    if not shards:
+        return result
+    with tempfile.TemporaryDirectory(prefix="vdata-review-") as tmp, hub.errors(repo, token, f"downloading #{num}"):
+        local = {path: hf_api.hf_hub_download(repo, path, repo_type="dataset", revision=revision, local_dir=tmp)
+                 for path in sorted(shards + manifests)}
+        try:
+            report = validate([local[p] for p in sorted(shards)], known_hashes=known, rules=REVIEW_RULES)
+        except ValidationFailed as exc:
+            result.problems.append(str(exc))
+            return result
+        result.report = report
+        result.problems += _consistency(local, sorted(shards), manifests, report)
+    result.hashes = report.accepted_hashes()
+    result.passed = not result.problems and report.ok
+    return result
+
+
+def _consistency(local: dict, shards: list, manifests: list, report) -> list:
+    """Shard folders match the rows' bias_axis; the id and the manifest match the rows."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    problems = []
+    for path in shards:
+        axis = SHARD.match(path).group(1)
+        values = pc.unique(pq.read_table(local[path], columns=["bias_axis"]).column(0)).to_pylist()
+        if values != [axis]:
+            problems.append(f"{path} holds rows of bias_axis {values}, expected only {axis!r}")
+    if report.ok:
+        expected = SHARD.match(shards[0]).group(2)
+        if contribution_hash(report.accepted_hashes()) != expected:
+            problems.append(f"contribution id {expected} does not match its rows")
+    for path in manifests:
+        try:
+            manifest = json.loads(Path(local[path]).read_text(encoding="utf-8"))
+        except ValueError:
+            problems.append(f"{path} is not valid JSON")
+            continue
+        if manifest.get("rows") != report.total:
+            problems.append(f"{path} says {manifest.get('rows')} rows, the shards hold {report.total}")
+    return problems
+
+
+def pr_changes(hf_api, repo: str, revision: str, token: str | None) -> tuple[dict, list]:
+    """Files the PR adds ({path: blob id}) and paths it changes or deletes, relative to the commit
+    of main it started from (so later merges into main are not mistaken for the PR's changes)."""
+    with hub.errors(repo, token, f"comparing {revision} with main"):
+        main_commits = {c.commit_id for c in hf_api.list_repo_commits(repo, repo_type="dataset", revision="main")}
+        pr_commits = [c.commit_id for c in hf_api.list_repo_commits(repo, repo_type="dataset", revision=revision)]
+        base = next((c for c in pr_commits if c in main_commits), None)
+        head = _tree(hf_api, repo, revision)
+        before = _tree(hf_api, repo, base) if base else {}
+    added = {path: oid for path, oid in head.items() if path not in before}
+    changed = sorted([p for p, oid in head.items() if p in before and before[p] != oid]
+                     + [p for p in before if p not in head])
+    return added, changed
+
+
+def _tree(hf_api, repo: str, revision: str) -> dict:
+    return {entry.path: (entry.lfs.sha256 if getattr(entry, "lfs", None) else entry.blob_id)
+            for entry in hf_api.list_repo_tree(repo, recursive=True, repo_type="dataset", revision=revision)
+            if hasattr(entry, "blob_id")}
+
+
+def _act(hf_api, repo: str, token: str | None, discussion, result: PullRequestReview, merge: bool,
+         close_invalid: bool) -> None:
+    """Comment the report; merge a passing PR or close a failing one when asked."""
+    from vdata_hub.card import render_template
+
+    report = result.report.as_dict() if result.report is not None else {
+        "checked": 0, "accepted": 0, "rejected": {}, "scrubbed": {}, "flagged": {}}
+    examples = {reason: ids[:3] for reason, ids in (result.report.rejected_ids.items() if result.report else [])}
+    comment = render_template("review_comment.md.j2", passed=result.passed, problems=result.problems,
+                              report=report, examples=examples, files=result.files)
+    num = discussion.num
+    with hub.errors(repo, token, f"updating #{num}"):
+        hf_api.comment_discussion(repo, num, comment, repo_type="dataset")
+        if result.passed and merge:
+            if discussion.status == "draft":
+                hf_api.change_discussion_status(repo, num, "open", repo_type="dataset")
+            hub.with_retries(lambda: hf_api.merge_pull_request(repo, num, comment="Merged by vdata review.",
+                                                               repo_type="dataset"))
+            result.action = "merged"
+        elif not result.passed and close_invalid:
+            reasons = "; ".join(result.problems) or ", ".join(
+                f"{reason}: {count}" for reason, count in result.report.rejected.most_common())
+            hf_api.change_discussion_status(repo, num, "closed", comment=f"Closed by vdata review: {reasons}",
+                                            repo_type="dataset")
+            result.action = "closed"
