@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from vdata_hub.errors import BudgetExceeded
+from vdata_hub.errors import BudgetExceeded, SpecError, VdataError
 from vdata_hub.journal import Journal, Progress, write_json_atomic
 from vdata_hub.local_model import is_local
 from vdata_hub.prompts import iter_planned_records
@@ -57,6 +57,8 @@ class RunSummary:
     timeouts: int
     min_concurrency: int
     concurrency_decreases: int
+    concurrency_end: int  # the adaptive limit when the run ended
+    provider_pauses: int  # pauses asked for by the provider's rate-limit headers
     errors: dict = field(default_factory=dict)
     spec_sha: str = ""
 
@@ -98,6 +100,7 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
     loaded = apply_overrides(load_spec(spec), model=model, api_base=api_base, num_records=num_records,
                              concurrency=concurrency, max_cost_usd=max_cost)
     planned_ids = {planned.id for planned in iter_planned_records(loaded)}  # validates every template first
+    _check_augment_axes(loaded)
     if dry_run:
         from vdata_hub.cost import estimate_plan
 
@@ -111,6 +114,18 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
     if not quiet and not no_donate_prompt and sys.stdin.isatty():
         after_run_prompt(out, summary)
     return summary
+
+
+def _check_augment_axes(loaded: LoadedSpec) -> None:
+    augment = loaded.spec.augment
+    module = _optional("vdata_hub.augment") if augment.counterfactual else None
+    if module is None or augment.axes is None:
+        return
+    known = module.swappable_axes()
+    for axis in augment.axes:
+        if axis not in known:
+            raise SpecError(f"{loaded.source}: key 'augment.axes': unknown axis {axis!r} "
+                            f"(axes with swap rules: {', '.join(known)})")
 
 
 def _run(out: Path, loaded: LoadedSpec, planned_ids: set, api_key: Optional[str], quiet: bool) -> RunSummary:
@@ -156,7 +171,8 @@ def _finish(out: Path, loaded: LoadedSpec, journal: Journal, planned_ids: set, p
         cost_usd_this_run=round(run.cost_this_run, 8), max_cost_usd=spec.max_cost_usd, wall_s=round(wall_s, 3),
         records_per_s=round(run.generated / run.loop_s, 2) if run.loop_s > 0 else 0.0, requests=stats.requests,
         retries=stats.retries, rate_limited=stats.rate_limited, timeouts=stats.timeouts,
-        min_concurrency=int(gate.min_limit), concurrency_decreases=gate.decreases, errors=dict(stats.errors),
+        min_concurrency=int(gate.min_limit), concurrency_decreases=gate.decreases,
+        concurrency_end=int(gate.limit), provider_pauses=stats.header_pauses, errors=dict(stats.errors),
         spec_sha=spec.sha(),
     )
     write_json_atomic(out / "run_summary.json", summary.to_dict())
@@ -266,6 +282,9 @@ class _Generation:
             result = await self.client.complete(planned.prompt, planned.system_prompt,
                                                 prompt_tokens(planned.prompt, planned.system_prompt),
                                                 check=self._quality_check)
+        except Exception as exc:  # AuthError, unknown model, or a bug: no new request may start
+            self.fatal = self.fatal or exc
+            raise
         finally:
             self.client.gate.release()
             self._finished.set()
@@ -368,4 +387,10 @@ def _offer_contribution(out: str, summary: RunSummary, ask, say) -> None:
         say(f"Contributing is not available in this version yet; later run: vdata contribute {out}"
             + (f" --part {part}" if part else ""))
         return
-    contribute.contribute(out=out, part=part)
+    try:
+        result = contribute.contribute(out=out, part=part)
+    except VdataError as exc:
+        say(f"error: {exc}\nYou can try again later: vdata contribute {out}" + (f" --part {part}" if part else ""))
+        return
+    if hasattr(result, "summary"):
+        say(result.summary())

@@ -205,7 +205,14 @@ def _balanced_order(combos: list[tuple[PromptTemplate, dict]], seed: int) -> lis
 
 
 def load_templates(loaded: LoadedSpec) -> list[PromptTemplate]:
-    return [load_template(name, loaded.source.parent) for name in loaded.spec.templates]
+    """The spec's templates; an error names the spec file and its `templates` key."""
+    templates = []
+    for name in loaded.spec.templates:
+        try:
+            templates.append(load_template(name, loaded.source.parent))
+        except TemplateError as exc:
+            raise TemplateError(f"{loaded.source}: key 'templates': {exc}") from None
+    return templates
 
 
 def plan_records(loaded: LoadedSpec) -> list[PlannedRecord]:

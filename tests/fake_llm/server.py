@@ -15,6 +15,7 @@ import time
 
 from aiohttp import web
 
+STATE = web.AppKey("state", object)
 FAULT_KINDS = ("429", "500", "hang", "html", "empty", "empty_text", "401")
 DEFAULTS = {
     "latency": 0.0,  # seconds before each reply
@@ -106,7 +107,7 @@ def _completion(body: dict, text: str | None, choices: bool = True) -> dict:
 
 
 async def _chat(request: web.Request) -> web.StreamResponse:
-    state: FakeLLM = request.app["state"]
+    state: FakeLLM = request.app[STATE]
     counters = state.counters
     counters["requests"] += 1
     key = _api_key(request)
@@ -150,7 +151,7 @@ async def _answer(state: FakeLLM, body: dict, prompt: str, fault: str | None) ->
 
 
 async def _control(request: web.Request) -> web.Response:
-    state: FakeLLM = request.app["state"]
+    state: FakeLLM = request.app[STATE]
     body = await request.json()
     if body.pop("reset", False):
         state.reset()
@@ -162,7 +163,7 @@ async def _control(request: web.Request) -> web.Response:
 
 
 async def _stats(request: web.Request) -> web.Response:
-    state: FakeLLM = request.app["state"]
+    state: FakeLLM = request.app[STATE]
     return web.json_response({**state.counters, "log": state.log if request.query.get("log") else None})
 
 
@@ -172,7 +173,7 @@ async def _models(request: web.Request) -> web.Response:
 
 def make_app(state: FakeLLM | None = None) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app["state"] = state or FakeLLM()
+    app[STATE] = state or FakeLLM()
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/chat/completions", _chat)
     app.router.add_get("/v1/models", _models)
