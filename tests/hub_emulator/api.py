@@ -378,7 +378,7 @@ def lfs_upload(req, oid):
     if req.app.store.has_blob(oid):
         return Response(200)
     try:
-        req.app.store.put_stream(req.read_into, size, expected_sha256=oid)
+        req.app.store.put_stream(req.read_into, size, expected_sha256=oid, git_oid=False)
     except BlobMismatch as err:
         raise HubError(400, "BadRequest", str(err)) from None
     return Response(200)

@@ -8,6 +8,7 @@ file guarded by one lock: the emulator serves tests, not production traffic.
 import hashlib
 import json
 import os
+import queue
 import sqlite3
 import tempfile
 import threading
@@ -34,6 +35,50 @@ class BlobMismatch(ValueError):
     """Raised when streamed content does not match the announced sha256 or size."""
 
 
+def _fill(read_into, view):
+    """Read until ``view`` is full or the body ends; returns the byte count."""
+    filled = 0
+    while filled < len(view):
+        n = read_into(view[filled:])
+        if not n:
+            break
+        filled += n
+    return filled
+
+
+class ChunkHasher:
+    """Feeds chunks to hashlib objects, in a worker thread when ``threaded`` (hashlib drops the GIL)."""
+
+    def __init__(self, hashers, threaded):
+        self.hashers = hashers
+        self.queue = queue.Queue(maxsize=8) if threaded else None
+        self.worker = threading.Thread(target=self._run, daemon=True) if threaded else None
+
+    def __enter__(self):
+        if self.worker:
+            self.worker.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.worker:
+            self.queue.put(None)
+            self.worker.join()
+
+    def add(self, chunk):
+        if self.queue is None:
+            self._update(chunk)
+        else:
+            self.queue.put(chunk)
+
+    def _run(self):
+        while (chunk := self.queue.get()) is not None:
+            self._update(chunk)
+
+    def _update(self, chunk):
+        for hasher in self.hashers:
+            hasher.update(chunk)
+
+
 class Store:
     """Blobs on disk and metadata rows; every metadata access goes through ``self.lock``."""
 
@@ -55,31 +100,32 @@ class Store:
     def has_blob(self, sha256):
         return self.blob_path(sha256).is_file()
 
-    def put_stream(self, read_into, size, expected_sha256=None):
-        """Store ``size`` bytes pulled by ``read_into(memoryview) -> n``; return (sha256, git_sha1)."""
-        sha = hashlib.sha256()
-        git = hashlib.sha1(b"blob %d\0" % size)
-        buf = bytearray(min(CHUNK, max(size, 1)))
-        view = memoryview(buf)
+    def put_stream(self, read_into, size, expected_sha256=None, git_oid=True):
+        """Store ``size`` bytes pulled by ``read_into(memoryview) -> n``; return (sha256, git_sha1).
+
+        Large bodies are hashed in a second thread while the first one receives and writes, so
+        an upload costs about one pass of sha256 rather than receive + hash in sequence. The git
+        blob sha1 is only needed for regular files: LFS uploads skip it (``git_oid=False``)."""
+        hashers = [hashlib.sha256()] + ([hashlib.sha1(b"blob %d\0" % size)] if git_oid else [])
         fd, tmp = tempfile.mkstemp(dir=self.tmp_dir)
         try:
-            with os.fdopen(fd, "wb", buffering=0) as out:
+            with os.fdopen(fd, "wb", buffering=0) as out, ChunkHasher(hashers, threaded=size > 4 * CHUNK) as hasher:
                 left = size
                 while left:
-                    n = read_into(view[: min(left, len(buf))])
-                    if not n:
-                        raise BlobMismatch(f"body ended {left} bytes early")
-                    sha.update(view[:n])
-                    git.update(view[:n])
-                    out.write(view[:n])
+                    chunk = bytearray(min(CHUNK, left))
+                    n = _fill(read_into, memoryview(chunk))
+                    if n < len(chunk):
+                        raise BlobMismatch(f"body ended {left - n} bytes early")
+                    out.write(chunk)
+                    hasher.add(chunk)
                     left -= n
-            digest = sha.hexdigest()
+            digest = hashers[0].hexdigest()
             if expected_sha256 and digest != expected_sha256:
                 raise BlobMismatch(f"content sha256 {digest} does not match oid {expected_sha256}")
             final = self.blob_path(digest)
             final.parent.mkdir(exist_ok=True)
             os.replace(tmp, final)
-            return digest, git.hexdigest()
+            return digest, hashers[1].hexdigest() if git_oid else None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
