@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import (
     CommitOperationAdd,
+    CommitOperationCopy,
     CommitOperationDelete,
     HfApi,
     HfFileSystem,
@@ -125,10 +126,17 @@ def test_commit_regular_and_lfs_files(hub, api, repo_id):
     blob = Path(hub.data_dir) / "blobs" / hashlib.sha256(big).hexdigest()[:2] / hashlib.sha256(big).hexdigest()
     assert blob.stat().st_size == len(big)  # content addressed on disk
 
+    api.create_commit(repo_id, [CommitOperationCopy("data/tiny.bin", "copies/tiny.bin"),  # LFS copy: by oid
+                                CommitOperationCopy("small.txt", "copies/small.txt")],  # regular: re-sent
+                      commit_message="copies", repo_type="dataset")
+    assert download(hub, repo_id, "copies/tiny.bin") == tiny_bin
+    assert download(hub, repo_id, "copies/small.txt") == b"hello"
+    info = api.dataset_info(repo_id)  # the no-op below must return this head
+
     # The same content again is a no-op: preupload reports the remote oid, so no commit is made.
     again = api.upload_file(path_or_fileobj=b"hello", path_in_repo="small.txt", repo_id=repo_id,
                             repo_type="dataset")
-    assert again.oid == info.oid
+    assert again.oid == info.sha
 
 
 def test_commit_semantics(hub, api, repo_id):

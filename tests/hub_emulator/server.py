@@ -138,7 +138,8 @@ class App:
     def take_fault(self, method, path):
         with self.lock:
             for fault in self.faults:
-                if fault["method"] in (method, "*") and re.search(fault["path_regex"], path):
+                if fault["method"] in (method, "*") and (re.search(fault["path_regex"], path)
+                                                         or re.search(fault["path_regex"], unquote(path))):
                     fault["count"] -= 1
                     if fault["count"] <= 0:
                         self.faults.remove(fault)
