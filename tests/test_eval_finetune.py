@@ -1,0 +1,117 @@
+"""Fine-tuning on a vdata Arrow folder (a few steps, then resume) and the before/after report,
+including --push of the evaluation section into a dataset card on the Hub emulator."""
+
+import json
+import math
+import uuid
+
+import pytest
+
+from vdata_hub.cli import main
+from vdata_hub.eval.finetune import pack, split_texts
+from vdata_hub.eval.report import EVAL_END, EVAL_START, replace_eval_section
+
+
+def test_packing_and_held_out_split():
+    assert pack([[1, 2, 3], [4, 5], [6, 7, 8, 9]], 4) == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert pack([[1, 2]], 4) == [[1, 2]]
+    train, held_out = split_texts([f"t{n}" for n in range(20)], 0.1)
+    assert len(held_out) == 2 and not set(train) & set(held_out)
+    assert split_texts([f"t{n}" for n in range(20)], 0.1) == (train, held_out)
+
+
+def test_finetune_a_few_steps_then_resume(tiny_gpt2, vdata_folder, tmp_path):
+    from vdata_hub.eval.finetune import finetune
+
+    out = tmp_path / "ft"
+    options = {"model": str(tiny_gpt2), "data": str(vdata_folder), "output": str(out), "block_size": 16,
+               "batch_size": 2, "learning_rate": 1e-3, "device": "cpu", "quiet": True, "eval_fraction": 0.2}
+    first = finetune(max_steps=2, save_steps=1, **options)
+    assert first.steps == 2 and first.resumed_from is None
+    assert first.eval_texts == 5 and first.train_blocks > first.eval_blocks > 0
+    assert first.data_revision.startswith("local:")
+    assert math.isfinite(first.perplexity_before) and first.perplexity_after < first.perplexity_before
+    assert (out / "checkpoints" / "checkpoint-2").is_dir() and (out / "final" / "config.json").is_file()
+    second = finetune(max_steps=4, save_steps=1, **options)
+    assert second.resumed_from == "checkpoint-2" and second.steps == 4
+    assert second.perplexity_before == pytest.approx(first.perplexity_before)
+    assert json.loads((out / "finetune.json").read_text())["steps"] == 4
+
+
+def test_eval_section_replaced_or_inserted_before_the_final_section():
+    card = "---\nconfigs: []\n---\n# vdata\n\n## Data\n\nrows\n\n## Citation\n\ncite\n"
+    inserted = replace_eval_section(card, "first")
+    assert inserted.index("## Data") < inserted.index("## Evaluation") < inserted.index(EVAL_START) \
+        < inserted.index("first") < inserted.index(EVAL_END) < inserted.index("## Citation")
+    replaced = replace_eval_section(inserted, "second")
+    assert "first" not in replaced and replaced.count(EVAL_START) == 1
+    assert replaced == inserted.replace("first", "second")
+    assert replace_eval_section("# vdata\n", "x").endswith(f"## Evaluation\n\n{EVAL_START}\nx\n{EVAL_END}\n")
+
+
+CARD = "---\nlicense: cc-by-4.0\n---\n# vdata\n\n## Rows\n\n42 rows\n\n## Citation\n\ncite us\n"
+
+
+@pytest.fixture(scope="module")
+def card_repo(hub):
+    from huggingface_hub import HfApi
+
+    repo = f"org/vdata-eval-{uuid.uuid4().hex[:8]}"
+    api = HfApi(endpoint=hub.endpoint, token=hub.token)
+    api.create_repo(repo, repo_type="dataset")
+    api.upload_file(path_or_fileobj=CARD.encode(), path_in_repo="README.md", repo_id=repo, repo_type="dataset")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def report_run(tiny_gpt2, vdata_folder, stereoset_dev, hub, card_repo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report"
+    main(["eval", "report", "--model", str(tiny_gpt2), "--data", str(vdata_folder), "--stereoset",
+          str(stereoset_dev), "--max-examples", "6", "--max-steps", "2", "--block-size", "16", "--batch-size", "2",
+          "--learning-rate", "1e-3", "--device", "cpu", "--output", str(out), "--quiet",
+          "--push", "--repo", card_repo, "--token", hub.token])
+    return out
+
+
+def test_report_before_finetune_after(report_run):
+    report = json.loads((report_run / "report.json").read_text())
+    assert report["steps"] == 2 and report["data_revision"].startswith("local:")
+    assert report["perplexity"]["after"] < report["perplexity"]["before"]
+    for when in ("before", "after"):
+        assert report["stereoset"][when]["intrasentence"]["overall"]["Count"] == 6
+        assert set(report["stereoset"][when]) == {"intrasentence", "intersentence", "overall"}
+    assert report["stereoset"]["before"] != report["stereoset"]["after"]  # the weights changed
+    markdown = (report_run / "report.md").read_text()
+    assert "fine-tuned for 2 steps" in markdown and "| intersentence race |" in markdown
+    assert (report_run / "report.png").read_bytes()[:4] == b"\x89PNG"
+    for part in ("stereoset-before/results.json", "stereoset-after/predictions.json", "finetune/final/config.json"):
+        assert (report_run / part).is_file()
+
+
+def test_push_writes_the_evaluation_section_of_the_card(hub, report_run, card_repo):
+    from huggingface_hub import HfApi, hf_hub_download
+
+    from vdata_hub.eval.report import push_report
+
+    def card():
+        return open(hf_hub_download(card_repo, "README.md", repo_type="dataset", token=hub.token)).read()
+
+    pushed = card()  # by `eval report --push`
+    assert pushed.count(EVAL_START) == 1 and "fine-tuned for 2 steps" in pushed
+    assert pushed.startswith("---\nlicense: cc-by-4.0\n---\n# vdata\n\n## Rows\n\n42 rows\n\n## Evaluation")
+    assert pushed.endswith("## Citation\n\ncite us\n")
+    section = (report_run / "report.md").read_text()
+    push_report(card_repo, section.replace("fine-tuned for 2 steps", "fine-tuned for 3 steps"), token=hub.token)
+    again = card()
+    assert again.count(EVAL_START) == 1 and "for 3 steps" in again and "for 2 steps" not in again
+    assert again == pushed.replace("for 2 steps", "for 3 steps")
+    commits = HfApi(endpoint=hub.endpoint).list_repo_commits(card_repo, repo_type="dataset", token=hub.token)
+    assert commits[0].title.startswith("Update the bias evaluation")
+
+
+def test_push_without_write_access_is_refused(hub, card_repo):
+    from vdata_hub.errors import AuthError
+    from vdata_hub.eval.report import push_report
+
+    with pytest.raises(AuthError, match="--token"):
+        push_report(card_repo, "x", token=hub.bob_token)
