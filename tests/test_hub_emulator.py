@@ -144,9 +144,10 @@ def test_commit_semantics(hub, api, repo_id):
     assert sorted(api.list_repo_files(repo_id, repo_type="dataset")) == [
         ".gitattributes", "a.txt", "sub/b.txt", "sub/deep/c.txt"]
 
+    stale = api.list_repo_commits(repo_id, repo_type="dataset")[1].commit_id
     with pytest.raises(HfHubHTTPError) as err:
         api.create_commit(repo_id, [CommitOperationAdd("x.txt", b"x")], commit_message="stale",
-                          repo_type="dataset", parent_commit=api.list_repo_commits(repo_id, repo_type="dataset")[1].commit_id)
+                          repo_type="dataset", parent_commit=stale)
     assert err.value.response.status_code == 412 and "branch was updated" in str(err.value)
     api.create_commit(repo_id, [CommitOperationAdd("x.txt", b"x")], commit_message="fresh", repo_type="dataset",
                       parent_commit=head)

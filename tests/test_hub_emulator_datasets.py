@@ -41,8 +41,8 @@ def test_push_to_hub_configs_pull_request_and_load(hub):
     repo_id = unique("pushed")
     datasets.Dataset.from_dict({"a": [1, 2, 3], "b": ["x", "y", "z"]}).push_to_hub(repo_id, token=hub.token)
     datasets.Dataset.from_dict({"a": [7], "b": ["o"]}).push_to_hub(repo_id, "other", token=hub.token)
-    proposal = datasets.Dataset.from_dict({"a": [9], "b": ["q"]}).push_to_hub(repo_id, token=hub.token,
-                                                                             create_pr=True)
+    proposal = datasets.Dataset.from_dict({"a": [9], "b": ["q"]}).push_to_hub(
+        repo_id, token=hub.token, create_pr=True)
     assert proposal.pr_revision == "refs/pr/1"
 
     card = HfApi(token=hub.token).dataset_info(repo_id).card_data

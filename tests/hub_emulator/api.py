@@ -103,7 +103,8 @@ def take_revision(segs, i):
 # -- accounts and repos ------------------------------------------------------------------------
 def whoami(req):
     user = req.app.accounts.require_user(req.user)
-    orgs = [{"type": "org", "name": o, "fullname": o, "roleInOrg": "write"} for o in req.app.accounts.user_orgs(user.name)]
+    orgs = [{"type": "org", "name": org, "fullname": org, "roleInOrg": "write"}
+            for org in req.app.accounts.user_orgs(user.name)]
     role = "write" if user.can_write else "read"
     return {"type": "user", "id": hashlib.sha1(user.name.encode()).hexdigest()[:24], "name": user.name,
             "fullname": user.name.title(), "email": f"{user.name}@example.invalid", "emailVerified": True,

@@ -7,6 +7,7 @@ Running the server in its own process keeps the GIL free for the clients and let
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,3 +104,5 @@ def hub():
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if not os.environ.get("HUB_EMULATOR_KEEP"):
+            shutil.rmtree(data_dir, ignore_errors=True)

@@ -137,7 +137,7 @@ class Store:
         def read_into(target):
             nonlocal pos
             n = min(len(target), len(view) - pos)
-            target[:n] = view[pos : pos + n]
+            target[:n] = view[pos:pos + n]
             pos += n
             return n
 
