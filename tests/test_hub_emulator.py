@@ -362,3 +362,32 @@ def test_model_repo(hub, api):
     api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id=repo_id)
     assert Path(hf_hub_download(repo_id, "config.json", token=hub.token)).read_bytes() == b"{}"
     assert api.model_info(repo_id).id == repo_id
+
+
+def test_run_by_hand_with_default_user_and_persistent_data(tmp_path):
+    """`python -m tests.hub_emulator` with no --user: alice/hf_emulator_alice_token; state survives a restart."""
+    import socket
+
+    from tests.hub_emulator.auth import DEFAULT_USERS
+    from tests.hub_emulator.fixtures import start_emulator
+
+    token = DEFAULT_USERS[0].split(":")[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    for round_ in range(2):
+        process = start_emulator(port, tmp_path, [], [])
+        try:
+            api = HfApi(endpoint=endpoint, token=token)
+            assert api.whoami()["name"] == "alice"
+            if round_ == 0:
+                api.create_repo("org/kept", repo_type="dataset")
+                api.upload_file(path_or_fileobj=b"still here", path_in_repo="f.txt", repo_id="org/kept",
+                                repo_type="dataset")
+            path = hf_hub_download("org/kept", "f.txt", repo_type="dataset", endpoint=endpoint, token=token,
+                                   cache_dir=tmp_path / f"cache{round_}")
+            assert Path(path).read_bytes() == b"still here"
+        finally:
+            process.terminate()
+            process.wait()
