@@ -172,6 +172,7 @@ def parent(rows: int, main_rows: int) -> None:
     os.environ.update({k: v for k, v in env.items() if k.startswith(("HF_", "PYTHONPATH"))})
     from tests.hub_emulator.fixtures import start_emulator
 
+    (work / "hub").mkdir()
     server = start_emulator(port, work / "hub", [f"bench:{TOKEN}"], ["org:bench"], timeout=60)
     try:
         from datasets import Dataset

@@ -87,19 +87,38 @@ def records_to_table(rows: list[dict]) -> pa.Table:
     return table
 
 
-def normalise_texts(texts) -> pa.Array:
-    """Texts as compared for duplicates: NFKC, lower case, punctuation and runs of spaces as one space."""
+PUNCTUATION = "\"'`.,;:!?()[]{}<>«»“”‘’„…—–-*_/\\|#~^"
+
+
+def text_words(texts) -> tuple[pa.Array, np.ndarray]:
+    """The words of each text as compared for duplicates: NFKC, lower case, split on white space,
+    punctuation trimmed from both ends, empty words dropped. Returns (words, index of each word's text)."""
     import pyarrow.compute as pc
 
-    texts = pc.utf8_lower(pc.utf8_normalize(texts, "NFKC"))
-    return pc.utf8_trim_whitespace(pc.replace_substring_regex(texts, r"[^\pL\pN]+", " "))
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    lists = pc.utf8_split_whitespace(pc.utf8_lower(pc.utf8_normalize(texts, "NFKC")))
+    words = pc.utf8_trim(pc.list_flatten(lists), PUNCTUATION)
+    rows = np.asarray(pc.list_parent_indices(lists), np.int64)
+    keep = np.asarray(pc.not_equal(words, "").fill_null(False), bool)
+    return words.filter(pa.array(keep)), rows[keep]
 
 
-def text_hashes(texts) -> pa.Array:
+def normalise_texts(texts, words: tuple | None = None) -> pa.Array:
+    """Each text as its normalised words joined by one space (see text_words)."""
+    import pyarrow.compute as pc
+
+    words, rows = words if words is not None else text_words(texts)
+    offsets = np.zeros(len(texts) + 1, np.int32)
+    np.cumsum(np.bincount(rows, minlength=len(texts)), out=offsets[1:])
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), words), " ")
+
+
+def text_hashes(texts, words: tuple | None = None) -> pa.Array:
     """Signed 64-bit BLAKE2b hashes of the normalised texts (int64, never 0)."""
     values = []
-    for text in normalise_texts(texts).to_pylist():
-        value = int.from_bytes(hashlib.blake2b((text or "").encode(), digest_size=8).digest(), "little", signed=True)
+    for text in normalise_texts(texts, words).to_pylist():
+        value = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
         values.append(value or 1)
     return pa.array(values, pa.int64())
 

@@ -117,7 +117,7 @@ def _consistency(local: dict, shards: list, manifests: list, report) -> list:
     problems = []
     for path in shards:
         axis = SHARD.match(path).group(1)
-        values = pc.unique(pq.read_table(local[path], columns=["bias_axis"]).column(0)).to_pylist()
+        values = sorted(pc.unique(pq.read_table(local[path], columns=["bias_axis"]).column(0)).to_pylist())
         if values != [axis]:
             problems.append(f"{path} holds rows of bias_axis {values}, expected only {axis!r}")
     if report.ok:

@@ -20,8 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vdata_hub import quality
 from vdata_hub.errors import ValidationFailed
-from vdata_hub.records import ARROW_SCHEMA, RECORD_FIELDS, text_hashes
+from vdata_hub.records import ARROW_SCHEMA, RECORD_FIELDS, text_hashes, text_words
 from vdata_hub.resources import CARD_DIR
 
 BATCH_ROWS = 8192
@@ -65,16 +66,9 @@ SECRET = "|".join([
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
     r"(?i)\b(?:api[_-]?key|secret|access[_-]?token|password)\s*[:=]\s*['\"]?[A-Za-z0-9_/+=-]{16,}",
 ])
-REFUSAL = "|".join([
-    r"(?i)^\W*(?:I'm|I am|I’m)?\s*(?:sorry|apologi[sz]e)\b.{0,80}\b(?:can(?:no|'|’)t|unable|not able|won(?:'|’)t)\b",
-    r"(?i)^\W*(?:I|As an AI\b.{0,40}?,\s*I)\s+(?:can(?:no|'|’)t|cannot|am unable to|won(?:'|’)t|am not able to)\s+"
-    r"(?:help|assist|comply|provide|write|create|fulfil|fulfill|generate|produce)",
-])
-BOILERPLATE = "|".join([
-    r"(?i)\bas an AI(?: language)? model\b",
-    r"(?i)\bI hope (?:this|that) helps\b",
-    r"(?i)^\W*(?:Certainly|Sure|Of course)[!,.]\s+(?:Here is|Here's|Below is)\b",
-])
+# Refusals and boilerplate: the generation-time quality filters' patterns (vdata_hub.quality), run
+# here as RE2 kernels over whole batches; a refusal counts only near the start of the text.
+REFUSAL, BOILERPLATE = quality.REFUSAL.pattern, quality.BOILERPLATE.pattern
 
 
 @dataclass
@@ -307,28 +301,31 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
 
     big = np.asarray(pc.utf8_length(text), np.int64) > rules.max_chars
     text = pc.if_else(pa.array(big), "", text)  # keep regexes and hashing off rejected huge rows
-    reject(_bool(pc.match_substring_regex(text, REFUSAL)), "refusal")
-    reject(_bool(pc.match_substring_regex(text, SECRET)), "secret")
-    has_email = _bool(pc.match_substring_regex(text, EMAIL))
-    has_phone = _bool(pc.match_substring_regex(text, PHONE))
+    start = pc.utf8_slice_codeunits(text, 0, quality.REFUSAL_WINDOW)
+    reject(_bool(pc.match_substring_regex(start, REFUSAL, ignore_case=True)), "refusal")
+    secret, has_email, has_phone, scrubbed_text = _screen(text)
+    reject(secret, "secret")
     if rules.pii == "reject":
         reject(has_email | has_phone, "personal_data")
     else:
         live = reasons == 0
         scrubbed["email"] += int(np.asarray(pc.count_substring_regex(text, EMAIL))[live & has_email].sum())
         scrubbed["phone"] += int(np.asarray(pc.count_substring_regex(text, PHONE))[live & has_phone].sum())
-        text = _scrub(text)
-    tokens = _tokens(text)
-    reject(blocklist.matches(tokens, n), "blocklisted_term")
-    boilerplate = _bool(pc.match_substring_regex(text, BOILERPLATE))
+        text = scrubbed_text
+    tokens = text_words(text)
+    encoded = pc.dictionary_encode(tokens[0])
+    vocabulary = encoded.dictionary.to_pylist()
+    codes = np.asarray(encoded.indices, np.int64)
+    reject(blocklist.matches(vocabulary, codes, tokens[1], n), "blocklisted_term")
+    boilerplate = _bool(pc.match_substring_regex(text, BOILERPLATE, ignore_case=True))
     if rules.boilerplate == "reject":
         reject(boilerplate, "boilerplate")
 
-    hashes = np.asarray(text_hashes(text), np.int64)
+    hashes = np.asarray(text_hashes(text, tokens), np.int64)
     if rules.check_hashes and "text_hash" in batch.schema.names:
         given = np.asarray(_column(batch, "text_hash").fill_null(0), np.int64)
         reject(given != hashes, "text_hash_mismatch")
-    signatures = _signatures(tokens, n, rules.shingle_words)
+    signatures = _signatures(vocabulary, codes, tokens[1], n, rules.shingle_words)
     return {"reasons": reasons, "hashes": hashes, "flags": boilerplate, "signatures": signatures}
 
 
@@ -354,9 +351,21 @@ def _valid_text(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
         return pa.array(cleaned, pa.string()), invalid
 
 
-def _scrub(text: pa.Array) -> pa.Array:
-    text = pc.replace_substring_regex(text, EMAIL, "[email]")
-    return pc.replace_substring_regex(text, PHONE, "[phone]")
+def _screen(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]:
+    """(secret, e-mail, phone) masks and the text with e-mails and phones replaced. One combined
+    regex pass over the batch; the detailed ones run only on the few rows it matches."""
+    n = len(text)
+    secret, email, phone = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    suspicious = _bool(pc.match_substring_regex(text, f"(?:{SECRET})|(?:{EMAIL})|(?:{PHONE})"))
+    if not suspicious.any():
+        return secret, email, phone, text
+    rows = np.flatnonzero(suspicious)
+    sub = text.take(pa.array(rows))
+    secret[rows] = _bool(pc.match_substring_regex(sub, SECRET))
+    email[rows] = _bool(pc.match_substring_regex(sub, EMAIL))
+    phone[rows] = _bool(pc.match_substring_regex(sub, PHONE))
+    cleaned = pc.replace_substring_regex(pc.replace_substring_regex(sub, EMAIL, "[email]"), PHONE, "[phone]")
+    return secret, email, phone, pc.replace_with_mask(text, pa.array(suspicious), cleaned)
 
 
 def _clean(batch: pa.RecordBatch, rules: Rules, hashes: np.ndarray, flags: np.ndarray) -> pa.RecordBatch:
@@ -367,7 +376,7 @@ def _clean(batch: pa.RecordBatch, rules: Rules, hashes: np.ndarray, flags: np.nd
             columns[name] = pa.array(hashes, pa.int64())
         elif name == "text":
             text, _ = _valid_text(_column(batch, "text").fill_null(""))
-            columns[name] = _scrub(text) if rules.pii == "scrub" else text
+            columns[name] = _screen(text)[3] if rules.pii == "scrub" else text
         elif name == "flags":
             current = _column(batch, "flags").fill_null(pa.scalar([], pa.list_(pa.string()))).to_pylist()
             columns[name] = pa.array([row + ["boilerplate"] if flag and "boilerplate" not in row else row
@@ -387,16 +396,15 @@ class Blocklist:
     words: set
     digests: set
 
-    def matches(self, tokens: tuple[pa.Array, np.ndarray], n: int) -> np.ndarray:
-        words, rows = tokens
+    def matches(self, vocabulary: list, codes: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+        """Rows containing a listed word, from the batch's vocabulary and word codes."""
         hit = np.zeros(n, bool)
-        if len(words) == 0 or not (self.words or self.digests):
+        if not (self.words or self.digests):
             return hit
-        vocabulary = pc.unique(words).to_pylist()
-        bad = [w for w in vocabulary if w in self.words
+        bad = [i for i, w in enumerate(vocabulary) if w in self.words
                or (self.digests and hashlib.sha256(w.encode()).hexdigest() in self.digests)]
         if bad:
-            hit[np.unique(rows[_bool(pc.is_in(words, pa.array(bad, pa.string())))])] = True
+            hit[rows[np.isin(codes, bad)]] = True
         return hit
 
 
@@ -422,7 +430,7 @@ def load_blocklist(path: str | None = None) -> Blocklist:
 # --- near duplicates: one-permutation MinHash with rotation densification, LSH banding ---------
 
 SIGNATURE_BINS = 128  # 16-bit values: 256 bytes per row
-BANDS = 32  # 32 bands of 4 bins: pairs above ~0.45 Jaccard become candidates, then are verified
+# LSH: 32 bands of 4 bins; pairs above ~0.45 Jaccard become candidates, then are verified.
 EMPTY_BIN = np.uint16(0xFFFF)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -436,30 +444,20 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _tokens(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Lower-case word tokens of every row, flattened, with the row index of each token."""
-    lists = pc.split_pattern_regex(pc.utf8_lower(text), r"[^\pL\pN]+")
-    words = pc.list_flatten(lists)
-    rows = np.asarray(pc.list_parent_indices(lists), np.int64)
-    keep = _bool(pc.not_equal(words, ""))
-    return words.filter(pa.array(keep)), rows[keep]
-
-
-def _signatures(tokens: tuple[pa.Array, np.ndarray], n: int, k: int) -> np.ndarray:
-    """MinHash signature per row over word k-shingles; rows with fewer than k words stay empty."""
-    words, rows = tokens
+def _signatures(vocabulary: list, codes: np.ndarray, rows: np.ndarray, n: int, k: int) -> np.ndarray:
+    """MinHash signature per row over word k-shingles (one-permutation hashing into bins); rows
+    with fewer than k words stay empty."""
     signatures = np.full((n, SIGNATURE_BINS), EMPTY_BIN, np.uint16)
-    if len(words) < k:
+    if len(codes) < k:
         return signatures
-    vocabulary = pc.unique(words)
     word_hash = np.array([int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
-                          for w in vocabulary.to_pylist()], np.uint64)
-    token_hash = word_hash[np.asarray(pc.index_in(words, value_set=vocabulary), np.int64)]
+                          for w in vocabulary], np.uint64)
+    token_hash = word_hash[codes]
     count = len(token_hash) - k + 1
     shingle = token_hash[:count].copy()
     with np.errstate(over="ignore"):
         for j in range(1, k):
-            shingle = _mix(shingle * np.uint64(31) + token_hash[j:j + count])
+            shingle = shingle * np.uint64(0x100000001B3) + token_hash[j:j + count]
         same_row = rows[:count] == rows[k - 1:k - 1 + count]
         h = _mix(shingle[same_row])
     owner = rows[:count][same_row]
@@ -470,20 +468,21 @@ def _signatures(tokens: tuple[pa.Array, np.ndarray], n: int, k: int) -> np.ndarr
 
 
 def _densify(signatures: np.ndarray) -> np.ndarray:
-    """Fill empty bins from the next non-empty bin (cyclically), so short texts still compare."""
+    """Fill each empty bin from the next non-empty bin (cyclically), mixed with the distance, so
+    short texts still compare (rotation densification)."""
     empty = signatures == EMPTY_BIN
-    partial = empty.any(axis=1) & ~empty.all(axis=1)
-    if not partial.any():
+    partial = np.flatnonzero(empty.any(axis=1) & ~empty.all(axis=1))
+    if len(partial) == 0:
         return signatures
-    sub = signatures[partial]
-    for _ in range(SIGNATURE_BINS):
-        hole = sub == EMPTY_BIN
-        if not hole.any():
-            break
-        rolled = np.roll(sub, -1, axis=1)
-        fill = hole & (rolled != EMPTY_BIN)
-        sub[fill] = (rolled[fill].astype(np.uint64) * np.uint64(0x9E3779B1) % np.uint64(0xFFF1)).astype(np.uint16)
-    signatures[partial] = sub
+    sub, hole = signatures[partial], empty[partial]
+    bins = np.arange(SIGNATURE_BINS, dtype=np.int32)
+    positions = np.where(hole, np.int32(4 * SIGNATURE_BINS), bins)
+    following = np.minimum.accumulate(positions[:, ::-1], axis=1)[:, ::-1]
+    following = np.where(following >= SIGNATURE_BINS, following[:, :1] + SIGNATURE_BINS, following)
+    source = np.take_along_axis(sub, following % SIGNATURE_BINS, axis=1).astype(np.uint32)
+    with np.errstate(over="ignore"):
+        mixed = source * np.uint32(0x9E3779B1) + (following - bins).astype(np.uint32) * np.uint32(0x85EBCA77)
+    signatures[partial] = np.where(hole, (mixed % np.uint32(0xFFF1)).astype(np.uint16), sub)
     return signatures
 
 
@@ -507,21 +506,17 @@ def _mark_near_duplicates(reasons: np.ndarray, signatures: np.ndarray, threshold
     live = np.flatnonzero((reasons == 0) & (signatures[:, 0] != EMPTY_BIN))
     if len(live) < 2:
         return
-    sig = signatures[live]
+    sig = np.ascontiguousarray(signatures[live])
+    keys = sig.view(np.uint64)  # each band of 4 16-bit bins read as one 64-bit key
     near = np.zeros(len(live), bool)
-    width = SIGNATURE_BINS // BANDS
-    for band in range(BANDS):
-        part = sig[:, band * width:(band + 1) * width].astype(np.uint64)
-        key = np.zeros(len(live), np.uint64)
-        with np.errstate(over="ignore"):
-            for column in range(width):
-                key = _mix(key * np.uint64(1_000_003) + part[:, column])
+    for band in range(keys.shape[1]):
+        key = keys[:, band]
         order = np.argsort(key, kind="stable")
         starts = np.r_[True, key[order][1:] != key[order][:-1]]
         first = order[np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))]
         rep = np.empty(len(live), np.int64)
         rep[order] = first
-        candidates = np.flatnonzero(rep != np.arange(len(live)))
+        candidates = np.flatnonzero((rep != np.arange(len(live))) & ~near)
         if len(candidates):
             similarity = (sig[candidates] == sig[rep[candidates]]).mean(axis=1)
             near[candidates[similarity >= threshold]] = True
