@@ -394,21 +394,31 @@ def lfs_verify(req, oid):
     return {"oid": oid, "size": body.get("size")}
 
 
-def parse_ndjson(data):
-    lines = [json.loads(line) for line in data.splitlines() if line.strip()]
-    if not lines or lines[0].get("key") != "header":
+def parse_ndjson(body):
+    """(header, operations iterator) of an NDJSON commit body, read one line at a time."""
+    def parsed():
+        for line in body:
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    raise HubError(400, "BadRequest", "A commit line is not valid JSON") from None
+
+    lines = parsed()
+    first = next(lines, None)
+    if not first or first.get("key") != "header":
         raise HubError(400, "BadRequest", "The first line of a commit must be its header")
-    return lines[0].get("value") or {}, lines[1:]
+    return first.get("value") or {}, lines
 
 
 def commit(req, repo, rev):
     store = req.app.store
     create_pr = req.flag("create_pr")
     user = require_commit_rights(req, repo, rev, create_pr)
-    header, operations = parse_ndjson(req.body())
-    title, description = header.get("summary") or "Commit", header.get("description") or ""
-    parent = header.get("parentCommit")
-    with store.lock:
+    with req.body_file() as body, store.lock:
+        header, operations = parse_ndjson(body)
+        title, description = header.get("summary") or "Commit", header.get("description") or ""
+        parent = header.get("parentCommit")
         ref = repos.full_ref(store, repo, rev)
         if create_pr:
             if not (ref or "").startswith("refs/heads/"):

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import threading
 import traceback
 import uuid
@@ -100,6 +101,15 @@ class Request:
             if not n:
                 return b"".join(chunks)
             chunks.append(bytes(buf[:n]))
+
+    def body_file(self):
+        """The body spooled to a temp file past 8 MiB, rewound: for NDJSON commits of any size."""
+        spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, dir=self.app.store.tmp_dir)
+        buf = bytearray(1 << 20)
+        while n := self.read_into(memoryview(buf)):
+            spool.write(memoryview(buf)[:n])
+        spool.seek(0)
+        return spool
 
     def json(self):
         data = self.body()
