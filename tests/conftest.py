@@ -4,7 +4,9 @@ Environment variables that the Hub and LiteLLM clients read at import time are s
 any test module imports them.
 """
 
+import atexit
 import os
+import shutil
 import socket
 import tempfile
 
@@ -18,6 +20,7 @@ for secret in ("HF_TOKEN", "APIKEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEM
 
 # Hub emulator: huggingface_hub and datasets read these at import, so they are set before any import of them.
 _hf_home = tempfile.mkdtemp(prefix="vdata-hf-home-")
+atexit.register(shutil.rmtree, _hf_home, ignore_errors=True)
 os.environ["HF_HOME"] = _hf_home
 os.environ["HF_DATASETS_CACHE"] = os.path.join(_hf_home, "datasets")
 os.environ.pop("HUGGINGFACE_CO_STAGING", None)
