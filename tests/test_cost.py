@@ -94,7 +94,7 @@ def test_estimate_numbers_for_a_priced_model(tmp_path):
     # The approximation is close to the model's real tokenizer on these prompts.
     counted = sum(litellm.token_counter(model="gpt-4o-mini", messages=[
         {"role": "system", "content": r.system_prompt}, {"role": "user", "content": r.prompt}]) for r in planned)
-    assert 0.75 < e.input_tokens / counted < 1.33
+    assert 0.9 < e.input_tokens / counted < 1.2
     # Overrides: model and record count.
     bigger = estimate(str(spec_path), model="gpt-4o", num_records=20)
     assert bigger.requests == 20 and bigger.model == "gpt-4o"
