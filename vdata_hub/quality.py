@@ -51,6 +51,7 @@ BOILERPLATE = re.compile(
     re.IGNORECASE,
 )
 WORDS = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+LETTERS = re.compile(r"[^\W\d_]+")
 ENGLISH_FUNCTION_WORDS = set("""
 the of and to a in is it that was for on are with as his her they be at by this had from or have
 an but not what all were when we there can which their said if will each about how up out them
@@ -72,8 +73,8 @@ def repeated_ngram_ratio(text: str, n: int = 3) -> float:
 
 def looks_english(text: str) -> bool:
     """The dependency-free heuristic described in the module docstring."""
-    letters = [c for c in text if c.isalpha()]
-    if letters and sum(c.isascii() for c in letters) / len(letters) < 0.8:
+    letters = "".join(LETTERS.findall(text))
+    if letters and len(letters.encode("ascii", "ignore")) / len(letters) < 0.8:
         return False
     words = [w.lower() for w in WORDS.findall(text)]
     if len(words) < 12:

@@ -47,7 +47,7 @@ PRONOUNS = {
     "she": ("she", "her", "hers", "herself"),
     "they": ("they", "them", "their", "theirs", "themselves", "themself"),
 }
-BOUNDED = r"(?<![\w'’-])(?:{})(?![\w-])"
+TOKEN = re.compile(r"\w+(?:-\w+)*")  # words; hyphenated compounds ("34-year-old", "low-income") stay one word
 
 
 @dataclass
@@ -83,36 +83,49 @@ def _axes() -> dict:
     return yaml.safe_load((TEMPLATE_DATA_DIR / "groups.yaml").read_text(encoding="utf-8"))["axes"]
 
 
-def _term_regex(term: str) -> str:
-    """Terms written with a capital ("Black", "Muslim") match only so; others in any case."""
-    return re.escape(term) if term != term.lower() else f"(?i:{re.escape(term)})"
-
-
-def _group_regex(terms: dict) -> str:
+def _group_terms(terms: dict) -> list[str]:
     words = [t for form, values in terms.items() if form != "ages" for t in ([values] if isinstance(values, str) else values)]
-    parts = [_term_regex(t) for t in sorted(words, key=len, reverse=True)]
     if "ages" in terms:  # "34-year-old", "34 years old"
         low, high = terms["ages"]
-        parts.append(f"(?:{'|'.join(str(n) for n in range(low, high + 1))})(?i:[- ]years?[- ]olds?)")
-    return "|".join(parts)
+        for age in range(low, high + 1):
+            words += [f"{age}-year-old", f"{age}-year-olds", f"{age} years old", f"{age} year old"]
+    return words
 
 
 @lru_cache(maxsize=1)
-def mention_patterns() -> dict[str, tuple[re.Pattern, list[str]]]:
-    """Per axis: one regex with a named group per group of the axis, and the group names in order."""
-    patterns = {}
+def mention_index() -> dict[str, list[tuple]]:
+    """First word of a term (lower case) -> [(words in lower case, axis, group, exact words or None)],
+    longest first. Terms written with a capital ("Black", "Muslim") match only with it (`exact`)."""
+    index: dict[str, list[tuple]] = {}
     for axis, entry in _axes().items():
-        groups = list(entry.get("terms") or {})
-        parts = [f"(?P<g{index}>{_group_regex(entry['terms'][group])})" for index, group in enumerate(groups)]
-        if parts:
-            patterns[axis] = (re.compile(BOUNDED.format("|".join(parts))), groups)
-    return patterns
+        for group, terms in (entry.get("terms") or {}).items():
+            for term in _group_terms(terms):
+                words = tuple(TOKEN.findall(term))
+                exact = words if term != term.lower() else None
+                index.setdefault(words[0].lower(), []).append((tuple(w.lower() for w in words), axis, group, exact))
+    for candidates in index.values():
+        candidates.sort(key=lambda item: len(item[0]), reverse=True)
+    return index
 
 
-@lru_cache(maxsize=1)
-def _pronoun_pattern() -> re.Pattern:
-    words = [w for forms in PRONOUNS.values() for w in forms]
-    return re.compile(r"\b(" + "|".join(words) + r")\b", re.IGNORECASE)
+def count_mentions(text: str) -> dict[str, Counter]:
+    """Group mentions per axis in one text: whole words (a hyphenated compound is one word, so
+    "man-made" is not "man"), the longest term first, no overlapping mentions within an axis."""
+    words = TOKEN.findall(text)
+    lower = [w.lower() for w in words]
+    index = mention_index()
+    found: dict[str, Counter] = {}
+    free_from: dict[str, int] = {}  # per axis, the first word not inside a mention already counted
+    for i, word in enumerate(lower):
+        for term, axis, group, exact in index.get(word, ()):
+            end = i + len(term)
+            if free_from.get(axis, 0) > i or tuple(lower[i:end]) != term:
+                continue
+            if exact is not None and tuple(words[i:end]) != exact:
+                continue
+            found.setdefault(axis, Counter())[group] += 1
+            free_from[axis] = end
+    return found
 
 
 def _normalised_hash(text: str) -> str:
@@ -200,9 +213,8 @@ def stats(dataset: str = "vdata-out", revision: str | None = None, chart: str | 
           threshold: float | None = None, token: str | None = None) -> DatasetStats:
     """Balance statistics of a local dataset folder or a Hub dataset repo (see the module docstring)."""
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    patterns, pronoun_pattern = mention_patterns(), _pronoun_pattern()
     pronoun_of = {w: key for key, forms in PRONOUNS.items() for w in forms}
-    mentions = {axis: Counter({g: 0 for g in groups}) for axis, (_, groups) in patterns.items()}
+    mentions = {axis: Counter({g: 0 for g in (entry.get("terms") or {})}) for axis, entry in _axes().items()}
     pronouns, flags = Counter({key: 0 for key in PRONOUNS}), Counter()
     rows_per_axis, rows_per_group, cells = Counter(), defaultdict(Counter), Counter()
     chars, words, seen = [], [], set()
@@ -218,11 +230,9 @@ def stats(dataset: str = "vdata-out", revision: str | None = None, chart: str | 
             if value["group"]:
                 rows_per_group[value["bias_axis"]][value["group"]] += 1
             cells[(value["domain"], value["bias_axis"], value["task"])] += 1
-            for axis, (pattern, groups) in patterns.items():
-                for match in pattern.finditer(text):
-                    mentions[axis][groups[int(match.lastgroup[1:])]] += 1
-            for match in pronoun_pattern.finditer(text):
-                pronouns[pronoun_of[match.group().lower()]] += 1
+            for axis, counts in count_mentions(text).items():
+                mentions[axis].update(counts)
+            pronouns.update(pronoun_of[w] for w in map(str.lower, TOKEN.findall(text)) if w in pronoun_of)
             flags.update(check_text(text))
             chars.append(len(text))
             words.append(len(text.split()))
@@ -284,12 +294,17 @@ def format_stats(result: DatasetStats, as_json: bool = False) -> str:
     lines = [f"Dataset {where}: {result.rows} rows ({result.augmented_rows} augmented)", ""]
     lines.append("Rows per axis: " + ", ".join(f"{a or '(none)'} {n}" for a, n in sorted(result.rows_per_axis.items())))
     lines += ["", "Group mentions in texts"]
+    silent = [axis for axis, counts in result.mentions.items() if not any(counts.values())]
     for axis, counts in result.mentions.items():
+        if axis in silent:
+            continue
         largest = max(counts.values(), default=0)
         lines.append(f"  {axis} ({sum(counts.values())})")
         width = max(len(g) for g in counts) if counts else 0
         for group, n in counts.items():
             lines.append(f"    {group:<{width}}  {n:>6}  {_bar(n, largest)}")
+    if silent:
+        lines.append(f"  no mentions at all: {', '.join(silent)}")
     total = sum(result.pronouns.values())
     lines += ["", "Pronouns: " + ", ".join(f"{k} {v} ({result.pronoun_ratios.get(k, 0):.0%})" for k, v in result.pronouns.items())
               + f" of {total}"]
@@ -335,6 +350,7 @@ def write_chart(result: DatasetStats, path: str) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = [(axis, counts) for axis, counts in result.mentions.items()] + [("pronouns", result.pronouns)]
     columns = 3
@@ -343,6 +359,8 @@ def write_chart(result: DatasetStats, path: str) -> str:
     for axes, (title, counts) in zip(grid.flat, panels):
         axes.barh(list(counts)[::-1], list(counts.values())[::-1], color="#4c72b0")
         axes.set_title(title.replace("_", " "))
+        axes.set_xlim(0, max(1, max(counts.values(), default=0)) * 1.05)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.tick_params(labelsize=7)
     for axes in list(grid.flat)[len(panels):]:
         axes.axis("off")
