@@ -182,8 +182,18 @@ class Commands:
     def estimate(self, spec="demo", model=None, num_records=None):
         """Print planned requests, estimated tokens, USD and output size for a spec; calls no model.
 
+        Prices come from LiteLLM's price map; output tokens are an upper bound (max_tokens for
+        every request). Same figures as `vdata gen OUT SPEC --dry-run`.
+
         Examples:
+          vdata estimate                              # the demo spec, embedded model: $0
           vdata estimate full --model gpt-4o
+          vdata estimate my-spec.yaml --model gemini/gemini-2.5-flash -n 10000
+
+        Args:
+          spec: spec file (JSON or YAML) or a shipped spec name: demo, balanced-small, full.
+          model: LiteLLM model string to price instead of the spec's; overrides the spec.
+          num_records: number of records (-n); overrides the spec.
         """
         from vdata_hub.cost import estimate, format_estimate
 
