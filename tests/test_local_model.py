@@ -63,6 +63,21 @@ def test_missing_gguf_is_a_clear_error(tmp_path):
             pass
 
 
+def test_a_broken_gguf_reports_the_server_output(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model at all" * 100)
+    marker = uuid.uuid4().hex
+    os.environ["VDATA_TEST_MARKER"] = marker
+    try:
+        with pytest.raises(VdataError, match="local model server exited with code") as caught:
+            with local_server(f"local:{broken}"):
+                pass
+    finally:
+        os.environ.pop("VDATA_TEST_MARKER", None)
+    assert len(str(caught.value).splitlines()) > 1  # the server's last lines say why
+    assert servers_with(marker) == []
+
+
 def test_other_models_pass_through():
     with local_server("gpt-4o-mini") as (model, api_base):
         assert (model, api_base) == ("gpt-4o-mini", None)

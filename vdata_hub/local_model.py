@@ -114,7 +114,7 @@ def _die_with_parent() -> None:
     os.setsid()  # own process group, so stopping it stops anything it started
 
 
-def _tail(log_path: str, lines: int = 15) -> str:
+def _tail(log_path: str, lines: int = 10) -> str:
     try:
         text = Path(log_path).read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -123,8 +123,9 @@ def _tail(log_path: str, lines: int = 15) -> str:
 
 
 def _answers(api_base: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
     try:
-        with urllib.request.urlopen(f"{api_base}/models", timeout=2) as response:
+        with opener.open(f"{api_base}/models", timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -144,16 +145,15 @@ def _wait_until_ready(process: subprocess.Popen, api_base: str, log_path: str, t
 def stop_server(process: subprocess.Popen) -> None:
     """SIGTERM to the server's process group, SIGKILL if it lingers; safe to call twice."""
     _running.pop(process.pid, None)
-    if process.poll() is not None:
-        return
-    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
-        try:
-            os.killpg(process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            process.poll()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
             return
         try:
-            process.wait(timeout=wait_s)
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:  # not a group leader (setsid never ran): signal it alone
+            process.send_signal(sig)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
             return
         except subprocess.TimeoutExpired:
             continue
