@@ -109,6 +109,7 @@ def test_demo_spec_stays_tiny_for_the_embedded_model():
     assert spec.model == "local"
     assert len(planned) <= 8 and spec.sampling.max_tokens <= 256
     assert len({r.bias_axis for r in planned}) == 2
+    assert not spec.quality.drop_flagged  # flagged replies kept with flags, not retried: 6 calls at most
 
 
 @pytest.mark.parametrize("name,fallback", [("neutral_description", "someone with a typical role"),
