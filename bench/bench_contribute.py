@@ -2,7 +2,7 @@
 
 1. Contributing N rows (default 200,000): wall time and peak RSS of `contribute` beside
    `Dataset.push_to_hub(create_pr=True)` of the same rows to the same emulator, each in its own
-   process (peak RSS from getrusage), in the same run.
+   process (peak RSS from /proc/self/status VmHWM), in the same run.
 2. The duplicate check against a main branch of M rows (default 1,000,000): bytes of main read
    (counted at the HTTP level from the 206 responses' Content-Length, and by the reader itself)
    against the total size of main's shards.
@@ -93,8 +93,16 @@ def run_child(args: list[str], env: dict) -> dict:
     return result
 
 
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM; ru_maxrss would include the parent's peak from before exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child_result(extra: dict) -> None:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(json.dumps({**extra, "peak_rss_mib": round(peak, 1)}))
 
 

@@ -182,3 +182,22 @@ def test_part_selection():
     assert set(select_part(table, "bias_axis=religion").column("bias_axis").to_pylist()) == {"religion"}
     with pytest.raises(VdataError, match="expected a fraction"):
         select_part(table, "half")
+
+
+def test_generate_then_contribute_review_and_load(hub, fake_llm, tmp_path):
+    from datasets import load_dataset
+
+    from tests.test_generate import write_spec
+    from vdata_hub.generate import generate
+
+    out = str(tmp_path / "out")
+    generate(out=out, spec=str(write_spec(tmp_path)), api_base=fake_llm.base_url, api_key="test-key", quiet=True)
+    name = f"org/gen-{uuid.uuid4().hex[:8]}"
+    init_repo(name, token=hub.token)
+    result = contribute(out, repo=name, token=hub.token, quiet=True)
+    assert result.status == "opened", result.summary()
+    [reviewed] = review(repo=name, merge=True, token=hub.token, quiet=True)
+    assert reviewed.action == "merged", reviewed.summary()
+    rows = load_dataset(name, split="train")
+    assert rows.num_rows == result.report.accepted == 12
+    assert load_dataset(name, "age", split="train").num_rows == result.manifest["rows_per_axis"]["age"]

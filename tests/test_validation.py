@@ -169,10 +169,16 @@ def test_hash_mismatch_is_caught_in_review_mode():
     assert dict(validate(forged, rules=Rules(check_hashes=True)).rejected) == {"text_hash_mismatch": 1}
 
 
-def test_many_rows_in_batches_match_single_pass():
-    rows = [make_row(i) for i in range(20_000)]
-    rows[19_999] = make_row(19_999, text=rows[3]["text"])
+def test_many_rows_in_batches_match_single_pass(monkeypatch):
+    import vdata_hub.validation as validation
+
+    monkeypatch.setattr(validation, "BATCH_ROWS", 250)  # 12 batches, checked by several threads
+    rows = [make_row(i) for i in range(3_000)]
+    rows[2_999] = make_row(2_999, text=rows[3]["text"])
+    rows[1_500] = make_row(1_500, text=story(1_500) + " mail: a.b@example.com")
     report = validate(make_table(rows))
-    assert dict(report.rejected) == {"duplicate": 1}
-    assert sum(batch.num_rows for batch in report.accepted_batches()) == 19_999
-    assert np.unique(report.accepted_hashes()).size == 19_999
+    assert dict(report.rejected) == {"duplicate": 1} and report.scrubbed == {"email": 1}
+    assert report.rejected_ids["duplicate"] == ["row-002999"]
+    table = report.accepted_table()
+    assert table.num_rows == 2_999 and "[email]" in table.column("text")[1_500].as_py()
+    assert np.unique(report.accepted_hashes()).size == 2_999

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -22,10 +23,11 @@ import pyarrow.compute as pc
 
 from vdata_hub import quality
 from vdata_hub.errors import ValidationFailed
-from vdata_hub.records import ARROW_SCHEMA, RECORD_FIELDS, text_hashes, text_words
+from vdata_hub.records import ARROW_SCHEMA, RECORD_FIELDS, mix64, text_hashes, text_words, word_hashes
 from vdata_hub.resources import CARD_DIR
 
 BATCH_ROWS = 8192
+WORKERS = 4  # threads checking batches at once (at most the number of CPUs)
 DEFAULT_BLOCKLIST = CARD_DIR / "blocklist.txt"
 
 # Reasons a row is rejected, in the order they are checked (the first that applies is reported).
@@ -197,6 +199,7 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
         raise ValidationFailed(f"contribution too large: {total} rows (limit {rules.max_rows}); "
                                "contribute a part with --part")
     blocklist = load_blocklist(rules.blocklist)
+    cache: dict = {}  # word -> 64-bit hash: vocabularies repeat from batch to batch
     reasons = np.zeros(total, np.int8)
     hashes = np.zeros(total, np.int64)
     flags = np.zeros(total, bool)
@@ -204,20 +207,37 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
     ids: list[pa.Array] = []
     scrubbed: Counter = Counter()
     size = 0
-    start = 0
-    for batch in _batches(source):
-        end = start + batch.num_rows
-        size += batch.nbytes
-        if size > rules.max_bytes:
-            raise ValidationFailed(f"contribution too large: over {rules.max_bytes // 2**20} MiB; "
-                                   "contribute a part with --part")
-        ids.append(_column(batch, "id").fill_null(""))
-        row = _check_batch(batch, rules, blocklist, scrubbed)
+
+    def check(start: int, batch: pa.RecordBatch) -> tuple[int, int, dict, Counter]:
+        counts: Counter = Counter()
+        return start, start + batch.num_rows, _check_batch(batch, rules, blocklist, counts, cache), counts
+
+    def store(done) -> None:
+        start, end, row, counts = done.result()
         reasons[start:end] = row["reasons"]
         hashes[start:end] = row["hashes"]
         flags[start:end] = row["flags"]
         signatures[start:end] = row["signatures"]
-        start = end
+        scrubbed.update(counts)
+
+    # Arrow and numpy kernels release the GIL: a few batches in flight use the machine's cores,
+    # and the window keeps memory bounded.
+    workers = max(1, min(WORKERS, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        pending = deque()
+        start = 0
+        for batch in _batches(source):
+            size += batch.nbytes
+            if size > rules.max_bytes:
+                raise ValidationFailed(f"contribution too large: over {rules.max_bytes // 2**20} MiB; "
+                                       "contribute a part with --part")
+            ids.append(_column(batch, "id").fill_null(""))
+            pending.append(pool.submit(check, start, batch))
+            start += batch.num_rows
+            while len(pending) > 2 * workers:
+                store(pending.popleft())
+        while pending:
+            store(pending.popleft())
     _mark_duplicates(reasons, hashes, pa.concat_arrays(ids) if ids else pa.array([], pa.string()), known_hashes)
     _mark_near_duplicates(reasons, signatures, rules.near_duplicate_threshold)
     report = ValidationReport(total=total, reasons=reasons, scrubbed=+scrubbed, _source=source,
@@ -270,7 +290,8 @@ def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
 
 # --- per-row checks ------------------------------------------------------------------------------
 
-def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", scrubbed: Counter) -> dict:
+def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", scrubbed: Counter,
+                 cache: dict) -> dict:
     n = batch.num_rows
     reasons = np.zeros(n, np.int8)
 
@@ -309,23 +330,24 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
         reject(has_email | has_phone, "personal_data")
     else:
         live = reasons == 0
-        scrubbed["email"] += int(np.asarray(pc.count_substring_regex(text, EMAIL))[live & has_email].sum())
-        scrubbed["phone"] += int(np.asarray(pc.count_substring_regex(text, PHONE))[live & has_phone].sum())
+        for kind, mask in (("email", has_email), ("phone", has_phone)):
+            rows = np.flatnonzero(live & mask)
+            if len(rows):
+                pattern = EMAIL if kind == "email" else PHONE
+                scrubbed[kind] += int(pc.sum(pc.count_substring_regex(text.take(pa.array(rows)), pattern)).as_py())
         text = scrubbed_text
     tokens = text_words(text)
-    encoded = pc.dictionary_encode(tokens[0])
-    vocabulary = encoded.dictionary.to_pylist()
-    codes = np.asarray(encoded.indices, np.int64)
-    reject(blocklist.matches(vocabulary, codes, tokens[1], n), "blocklisted_term")
+    reject(blocklist.rows(tokens, n), "blocklisted_term")
+    token_hash = word_hashes(tokens[0], cache)
     boilerplate = _bool(pc.match_substring_regex(text, BOILERPLATE, ignore_case=True))
     if rules.boilerplate == "reject":
         reject(boilerplate, "boilerplate")
 
-    hashes = np.asarray(text_hashes(text, tokens), np.int64)
+    hashes = np.asarray(text_hashes(text, tokens, token_hash), np.int64)
     if rules.check_hashes and "text_hash" in batch.schema.names:
         given = np.asarray(_column(batch, "text_hash").fill_null(0), np.int64)
         reject(given != hashes, "text_hash_mismatch")
-    signatures = _signatures(vocabulary, codes, tokens[1], n, rules.shingle_words)
+    signatures = _signatures(token_hash, tokens[1], n, rules.shingle_words)
     return {"reasons": reasons, "hashes": hashes, "flags": boilerplate, "signatures": signatures}
 
 
@@ -377,6 +399,8 @@ def _clean(batch: pa.RecordBatch, rules: Rules, hashes: np.ndarray, flags: np.nd
         elif name == "text":
             text, _ = _valid_text(_column(batch, "text").fill_null(""))
             columns[name] = _screen(text)[3] if rules.pii == "scrub" else text
+        elif name == "flags" and not flags.any():
+            columns[name] = _column(batch, "flags")
         elif name == "flags":
             current = _column(batch, "flags").fill_null(pa.scalar([], pa.list_(pa.string()))).to_pylist()
             columns[name] = pa.array([row + ["boilerplate"] if flag and "boilerplate" not in row else row
@@ -395,17 +419,26 @@ class Blocklist:
 
     words: set
     digests: set
+    checked: dict = field(default_factory=dict)  # word -> listed, so each word is hashed once
 
-    def matches(self, vocabulary: list, codes: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
-        """Rows containing a listed word, from the batch's vocabulary and word codes."""
+    def rows(self, tokens: tuple[pa.Array, np.ndarray], n: int) -> np.ndarray:
+        """Which of the n rows contain a listed word (each distinct word is checked once)."""
+        words, rows = tokens
         hit = np.zeros(n, bool)
-        if not (self.words or self.digests):
+        if len(words) == 0 or not (self.words or self.digests):
             return hit
-        bad = [i for i, w in enumerate(vocabulary) if w in self.words
-               or (self.digests and hashlib.sha256(w.encode()).hexdigest() in self.digests)]
+        unique = pc.unique(words).to_pylist()
+        bad = [w for w in unique if self._listed(w)]
         if bad:
-            hit[rows[np.isin(codes, bad)]] = True
+            hit[rows[_bool(pc.is_in(words, value_set=pa.array(bad, pa.string())))]] = True
         return hit
+
+    def _listed(self, word: str) -> bool:
+        listed = self.checked.get(word)
+        if listed is None:
+            listed = self.checked[word] = word in self.words or bool(
+                self.digests and hashlib.sha256(word.encode()).hexdigest() in self.digests)
+        return listed
 
 
 def load_blocklist(path: str | None = None) -> Blocklist:
@@ -432,34 +465,19 @@ def load_blocklist(path: str | None = None) -> Blocklist:
 SIGNATURE_BINS = 128  # 16-bit values: 256 bytes per row
 # LSH: 32 bands of 4 bins; pairs above ~0.45 Jaccard become candidates, then are verified.
 EMPTY_BIN = np.uint16(0xFFFF)
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: a fast, well-spread 64-bit hash of a 64-bit value."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
-
-
-def _signatures(vocabulary: list, codes: np.ndarray, rows: np.ndarray, n: int, k: int) -> np.ndarray:
+def _signatures(token_hash: np.ndarray, rows: np.ndarray, n: int, k: int) -> np.ndarray:
     """MinHash signature per row over word k-shingles (one-permutation hashing into bins); rows
     with fewer than k words stay empty."""
     signatures = np.full((n, SIGNATURE_BINS), EMPTY_BIN, np.uint16)
-    if len(codes) < k:
+    if len(token_hash) < k:
         return signatures
-    word_hash = np.array([int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
-                          for w in vocabulary], np.uint64)
-    token_hash = word_hash[codes]
     count = len(token_hash) - k + 1
     shingle = token_hash[:count].copy()
     with np.errstate(over="ignore"):
         for j in range(1, k):
             shingle = shingle * np.uint64(0x100000001B3) + token_hash[j:j + count]
         same_row = rows[:count] == rows[k - 1:k - 1 + count]
-        h = _mix(shingle[same_row])
+        h = mix64(shingle[same_row])
     owner = rows[:count][same_row]
     bins = (h >> np.uint64(57)).astype(np.int64)
     values = ((h >> np.uint64(16)) % np.uint64(0xFFFF)).astype(np.uint16)  # never EMPTY_BIN

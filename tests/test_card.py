@@ -1,0 +1,64 @@
+"""The dataset card: valid for huggingface_hub, configs per axis, totals from the manifests, and
+the evaluation section kept verbatim across refreshes."""
+
+import uuid
+
+import pytest
+from huggingface_hub import DatasetCard, HfApi
+
+from vdata_hub.card import EVAL_END, EVAL_START, card, init_repo, render_card
+from vdata_hub.errors import VdataError
+
+MANIFESTS = [
+    {"rows": 30, "rows_per_axis": {"gender": 20, "religion": 10}, "rows_per_domain": {"healthcare": 30},
+     "rows_per_task": {"story": 30}, "rows_per_model": {"openai/gpt-4o-mini": 30}, "input_tokens": 600,
+     "output_tokens": 2400, "cost_usd": 0.012, "contributor": "alice", "generator_versions": ["0.1.0"]},
+    {"rows": 5, "rows_per_axis": {"gender": 5}, "rows_per_domain": {"education": 5}, "rows_per_task": {"dialogue": 5},
+     "rows_per_model": {"local": 5}, "input_tokens": 100, "output_tokens": 400, "cost_usd": 0.0,
+     "contributor": "bob", "generator_versions": ["0.2.0"]},
+]
+
+
+def test_rendered_card_is_valid_and_has_the_totals():
+    text = render_card("org/vdata", MANIFESTS, ["gender", "religion"])
+    data = DatasetCard(text).data.to_dict()
+    assert data["license"] == "cc-by-4.0" and data["task_categories"] == ["text-generation"]
+    assert [c["config_name"] for c in data["configs"]] == ["default", "gender", "religion"]
+    assert data["configs"][0]["data_files"][0]["path"] == "data/*/*.parquet"
+    assert data["configs"][2]["data_files"][0]["path"] == "data/religion/*.parquet"
+    for expected in ("35 rows from 2 contribution(s)", "| gender | 25 |", "| education | 5 |", "| dialogue | 5 |",
+                     "| local | 5 |", "700 input and 2,800 output tokens", "$0.01", "alice (30 rows), bob (5 rows)",
+                     "Generator versions: 0.1.0, 0.2.0"):
+        assert expected in text, expected
+
+
+def test_eval_section_survives_refreshes():
+    section = "\n| model | ICAT before | ICAT after |\n|---|---|---|\n| gpt2 | 70.5 | 72.1 |\n"
+    old = render_card("org/vdata", MANIFESTS[:1], ["gender"]).replace(
+        text_between(render_card("org/vdata", [], [])), section)
+    refreshed = render_card("org/vdata", MANIFESTS, ["gender", "religion"], existing=old)
+    assert f"{EVAL_START}{section}{EVAL_END}" in refreshed
+
+
+def text_between(card_text):
+    return card_text.split(EVAL_START, 1)[1].split(EVAL_END, 1)[0]
+
+
+def test_card_push_keeps_eval_and_init_repo_refuses_existing(hub, tmp_path):
+    repo = f"org/card-{uuid.uuid4().hex[:8]}"
+    url = init_repo(repo, token=hub.token)
+    assert url.endswith(f"datasets/{repo}")
+    api = HfApi(token=hub.token)
+    assert set(api.list_repo_files(repo, repo_type="dataset")) == {"README.md", ".gitattributes"}
+    assert "*.parquet filter=lfs" in open(api.hf_hub_download(repo, ".gitattributes", repo_type="dataset")).read()
+    readme = open(api.hf_hub_download(repo, "README.md", repo_type="dataset")).read()
+    section = "\nStereoSet ICAT: 70.54 -> 71.02 (gpt2, 200 steps)\n"
+    api.upload_file(path_or_fileobj=readme.replace(text_between(readme), section).encode(), path_in_repo="README.md",
+                    repo_id=repo, repo_type="dataset", commit_message="eval results")
+    commits = len(api.list_repo_commits(repo, repo_type="dataset"))
+    text = card(repo=repo, push=True, token=hub.token, output=str(tmp_path / "README.md"))
+    assert f"{EVAL_START}{section}{EVAL_END}" in text
+    assert (tmp_path / "README.md").read_text() == text
+    assert len(api.list_repo_commits(repo, repo_type="dataset")) == commits  # unchanged card: no commit
+    with pytest.raises(VdataError, match="already exists"):
+        init_repo(repo, token=hub.token)
