@@ -134,3 +134,19 @@ def test_a_hub_repo_and_a_pull_request_revision(hub):
     assert in_pr.rows == 6 and in_pr.mentions["gender"]["a man"] == 2
     with pytest.raises(HubError, match="no such dataset repo"):
         stats(f"org/missing-{uuid.uuid4().hex[:8]}", token=hub.token)
+
+
+def test_stats_of_what_generate_wrote(fake_llm, tmp_path):
+    from vdata_hub.generate import generate
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("templates: [neutral_description, ambiguous_qa]\n"
+                    "variables: {domain: [housing], bias_axis: [religion]}\nnum_records: 8\n")
+    out = tmp_path / "out"
+    generate(out=str(out), spec=str(spec), model="openai/fake-model", api_base=fake_llm.base_url,
+             api_key="test-key", quiet=True, no_donate_prompt=True)
+    result = stats(str(out))
+    assert result.rows == 8 and result.rows_per_axis == {"religion": 8}
+    assert result.coverage["tasks"] == ["ambiguous_qa", "neutral_description"]
+    assert result.coverage["covered"] == result.coverage["possible"] == 2
+    assert result.flags == {} and result.refusal_rate == 0.0
