@@ -133,3 +133,9 @@ def test_decision_dialogue_names_the_four_decisions():
     body = load_template("decision_dialogue").body
     for decision in ("hire", "loan", "diagnosis", "admit"):
         assert decision in body
+
+
+def test_the_answer_letter_of_ambiguous_questions_varies(full_plan):
+    letters = Counter(r.prompt.split("Answer: (")[1][0] for r in full_plan if r.task == "ambiguous_qa")
+    assert set(letters) == {"A", "B", "C"}
+    assert min(letters.values()) >= 0.25 * sum(letters.values())  # no position carries the answer
