@@ -43,7 +43,8 @@ def ss_by_domain_chart(results: dict, path: str | Path, title: str = "StereoSet 
     return Path(path)
 
 
-def before_after_chart(before: dict, after: dict, path: str | Path, title: str = "Before and after fine-tuning") -> Path:
+def before_after_chart(before: dict, after: dict, path: str | Path,
+                       title: str = "Before and after fine-tuning") -> Path:
     """SS per task and domain, and the global ICAT, before vs after fine-tuning."""
     plt = _pyplot()
     labels, befores, afters = [], [], []

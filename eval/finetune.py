@@ -106,7 +106,8 @@ def _blocks_dataset(tokenizer, texts: list[str], block_size: int):
     import datasets
 
     eos = tokenizer.eos_token_id
-    ids = [list(x) + ([eos] if eos is not None else []) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ids = [list(x) + ([eos] if eos is not None else []) for x in encoded]
     blocks = pack(ids, block_size)
     return datasets.Dataset.from_dict({"input_ids": blocks, "labels": blocks})
 
@@ -125,7 +126,7 @@ def finetune(model: str = "gpt2", data: str = "org/vdata", output: str = "finetu
     started = time.perf_counter()
     texts, data_revision = load_texts(str(data), config, revision)
     train_texts, eval_texts = split_texts(texts, eval_fraction, seed)
-    lm = load_model(str(model), device)
+    lm = load_model(str(model), device, quiet=bool(quiet))
     train_set = _blocks_dataset(lm.tokenizer, train_texts, int(block_size))
     eval_set = _blocks_dataset(lm.tokenizer, eval_texts, int(block_size))
     out = Path(output)

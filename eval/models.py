@@ -41,9 +41,14 @@ def local_gguf_path() -> Path:
     return path
 
 
-def load_model(model: str = "gpt2", device: str | None = None, dtype: str = "float32") -> LoadedModel:
+def load_model(model: str = "gpt2", device: str | None = None, dtype: str = "float32",
+               quiet: bool = False) -> LoadedModel:
     """Model in eval mode on `device` (default: a GPU when present), fp32 unless told otherwise.
-    `local` dequantizes the Q4_1 GGUF into a transformers Llama model (needs the `gguf` package)."""
+    `local` dequantizes the Q4_1 GGUF into a transformers Llama model (needs the `gguf` package).
+    quiet: the loaders' own progress bars (GGUF conversion, weights) go nowhere."""
+    import contextlib
+    import io
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -53,9 +58,11 @@ def load_model(model: str = "gpt2", device: str | None = None, dtype: str = "flo
     if source == LOCAL_MODEL:
         gguf = local_gguf_path()
         source, kwargs = str(gguf.parent), {"gguf_file": gguf.name}
+    silence = contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        lm = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **kwargs)
+        with silence:
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            lm = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **kwargs)
     except (OSError, ValueError) as exc:
         raise EvalError(f"cannot load model {model!r}: {exc}; pass a transformers model id, a local "
                         "folder, or `local` for the embedded SmolLM2") from exc

@@ -38,7 +38,8 @@ class ReportResult:
 def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-report", stereoset: str | None = None,
            max_steps: int = 200, max_examples: int | None = None, repo: str | None = None, push: bool = False,
            token: str | None = None, device: str | None = None, quiet: bool = False, config: str | None = None,
-           revision: str | None = None, learning_rate: float = 5e-5, block_size: int = 256, batch_size: int = 8) -> ReportResult:
+           revision: str | None = None, learning_rate: float = 5e-5, block_size: int = 256,
+           batch_size: int = 8) -> ReportResult:
     """Run the before/after evaluation; `stereoset` is StereoSet's JSON file (default: the Hub)."""
     from vdata_hub.eval.charts import before_after_chart
     from vdata_hub.eval.finetune import finetune
@@ -100,7 +101,8 @@ def render_markdown(payload: dict) -> str:
         a = after[task][domain] if task else after["overall"]
         label = f"{task} {domain}" if task else "**both tasks overall**"
         lines.append(f"| {label} | {b['Count']} | {_fmt(b['SS Score'])} | {_fmt(a['SS Score'])} | "
-                     f"{_fmt(b['LM Score'])} | {_fmt(a['LM Score'])} | {_fmt(b['ICAT Score'])} | {_fmt(a['ICAT Score'])} |")
+                     f"{_fmt(b['LM Score'])} | {_fmt(a['LM Score'])} | "
+                     f"{_fmt(b['ICAT Score'])} | {_fmt(a['ICAT Score'])} |")
     lines += ["", "SS: 50 is unbiased. LMS and ICAT: 100 is best. Scores follow StereoSet's official rules "
                   "(per target term, then averaged); " + "; ".join(n for n in payload["notes"] if n) + "."]
     return "\n".join(lines)
@@ -135,11 +137,13 @@ def push_report(repo: str, section: str, token: str | None = None) -> str:
     api = HfApi(token=token)
     try:
         try:
-            card = Path(hf_hub_download(repo, "README.md", repo_type="dataset", token=token)).read_text(encoding="utf-8")
+            card_path = hf_hub_download(repo, "README.md", repo_type="dataset", token=token)
+            card = Path(card_path).read_text(encoding="utf-8")
         except EntryNotFoundError:
             card = ""
-        commit = api.create_commit(repo, repo_type="dataset", commit_message="Update the bias evaluation (vdata eval report)",
-                                   operations=[CommitOperationAdd("README.md", replace_eval_section(card, section).encode())])
+        new_card = replace_eval_section(card, section).encode()
+        commit = api.create_commit(repo, repo_type="dataset", operations=[CommitOperationAdd("README.md", new_card)],
+                                   commit_message="Update the bias evaluation (vdata eval report)")
     except RepositoryNotFoundError as exc:
         raise HubError(f"dataset repo {repo} not found (or no access); pass --repo OWNER/NAME") from exc
     except HfHubHTTPError as exc:

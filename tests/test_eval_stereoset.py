@@ -160,11 +160,12 @@ def test_stereoset_from_a_hub_repo_matches_the_json_file(hub, stereoset_dev):
     api.create_repo(repo, repo_type="dataset")
     raw = json.loads(stereoset_dev.read_text())["data"]
     label = datasets.ClassLabel(names=["anti-stereotype", "stereotype", "unrelated"])
+    annotations = datasets.Sequence({"label": label, "human_id": datasets.Value("string")})
     features = datasets.Features({
         "id": datasets.Value("string"), "target": datasets.Value("string"), "bias_type": datasets.Value("string"),
         "context": datasets.Value("string"),
         "sentences": datasets.Sequence({"sentence": datasets.Value("string"), "id": datasets.Value("string"),
-                                        "labels": datasets.Sequence({"label": label, "human_id": datasets.Value("string")}),
+                                        "labels": annotations,
                                         "gold_label": label})})
     for task in ("intrasentence", "intersentence"):
         rows = [{**{k: e[k] for k in ("id", "target", "bias_type", "context")},

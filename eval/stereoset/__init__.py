@@ -83,7 +83,7 @@ def _score_with_model(model: str, examples: dict, batch_size: int, device, quiet
         intrasentence_logprobs, start_token_id
     from vdata_hub.eval.models import load_model
 
-    lm = load_model(model, device)
+    lm = load_model(model, device, quiet=quiet)
     rows = sentence_rows(examples)
     intra = [r for r in rows if r["task"] == "intrasentence"]
     inter = [r for r in rows if r["task"] == "intersentence"]
@@ -119,7 +119,8 @@ def _write_outputs(out: Path, results: dict, rows: list[dict], meta: dict) -> Pa
     (out / "results.md").write_text(results_table(results) + note, encoding="utf-8")
     from vdata_hub.eval.charts import ss_by_domain_chart
 
-    ss_by_domain_chart(results, out / "ss_by_domain.png", title=f"StereoSet SS per domain: {meta.get('model') or 'predictions'}")
+    title = f"StereoSet SS per domain: {meta.get('model') or 'predictions'}"
+    ss_by_domain_chart(results, out / "ss_by_domain.png", title=title)
     return out
 
 

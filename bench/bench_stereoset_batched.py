@@ -1,0 +1,87 @@
+"""Batched StereoSet scoring vs the one-sentence-at-a-time official procedure, same model and
+data, one run: per-sentence score differences, identical decisions, and the speed-up.
+
+    python bench/bench_stereoset_batched.py --model local --data ../shared/data/stereoset/dev.json \
+        --max-examples 100 --batch-size 32 --device cpu
+
+Intrasentence: the official eval_generative_models.py loop (one forward pass per sentence,
+softmax, probabilities read one token at a time) against the batched path. Intersentence has no
+official causal-LM procedure; its one-at-a-time reference is the same conditional scoring with
+batch size 1.
+"""
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+from vdata_hub.eval.likelihood import (intersentence_logprobs, intrasentence_logprobs,
+                                       official_intrasentence_scores)
+from vdata_hub.eval.models import load_model
+from vdata_hub.eval.scoring import decide, evaluate_results
+from vdata_hub.eval.stereoset_data import load_stereoset
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stereoset" / "dev.json"
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="local", help="transformers id/folder, or `local` (SmolLM2 GGUF)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--max-examples", type=int, default=100, help="per task")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    import torch
+
+    lm = load_model(args.model, args.device)
+    data = load_stereoset(args.data, args.max_examples)
+    intra = [s for e in data["intrasentence"] for s in e.sentences]
+    inter = [(e.context, s) for e in data["intersentence"] for s in e.sentences]
+
+    def run(batched: bool):
+        started = time.perf_counter()
+        if batched:
+            lps = intrasentence_logprobs(lm.model, lm.tokenizer, [s.text for s in intra], args.batch_size, lm.device)
+            intra_scores = [math.exp(mean(lp)) for lp in lps]
+        else:
+            intra_scores = official_intrasentence_scores(lm.model, lm.tokenizer, [s.text for s in intra], lm.device)
+        intra_seconds = time.perf_counter() - started
+        lps = intersentence_logprobs(lm.model, lm.tokenizer, [(c, s.text) for c, s in inter],
+                                     args.batch_size if batched else 1, lm.device)
+        inter_scores = [math.exp(mean(lp)) for lp in lps]
+        scores = {s.id: v for s, v in zip(intra, intra_scores)}
+        scores.update({s.id: v for (_, s), v in zip(inter, inter_scores)})
+        print(f"{'batched' if batched else 'one at a time'}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        return scores, intra_seconds, time.perf_counter() - started - intra_seconds
+
+    intrasentence_logprobs(lm.model, lm.tokenizer, [s.text for s in intra[:8]], 8, lm.device)  # warm-up
+    one_scores, one_intra, one_inter = run(False)
+    batch_scores, batch_intra, batch_inter = run(True)
+
+    examples = data["intrasentence"] + data["intersentence"]
+    diff = max(abs(math.log(batch_scores[k]) - math.log(one_scores[k])) for k in one_scores)
+    differing = [e.id for e in examples if decide(e, batch_scores) != decide(e, one_scores)]
+    same_results = evaluate_results(data, batch_scores) == evaluate_results(data, one_scores)
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"model: {args.model} on {lm.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{len(data['intrasentence'])} + {len(data['intersentence'])} examples, "
+          f"{len(intra)} + {len(inter)} sentences; batch size {args.batch_size}")
+    print(f"intrasentence: official one-at-a-time {one_intra:.2f} s, batched {batch_intra:.2f} s, "
+          f"speed-up {one_intra / batch_intra:.1f}x")
+    print(f"intersentence: one-at-a-time {one_inter:.2f} s, batched {batch_inter:.2f} s, "
+          f"speed-up {one_inter / batch_inter:.1f}x")
+    total_one, total_batch = one_intra + one_inter, batch_intra + batch_inter
+    print(f"both: {total_one:.2f} s vs {total_batch:.2f} s, speed-up {total_one / total_batch:.1f}x")
+    print(f"max |mean log-prob difference|: {diff:.2e}; examples with a different decision: {len(differing)}; "
+          f"identical results.json: {same_results}")
+
+
+if __name__ == "__main__":
+    main()
