@@ -167,6 +167,8 @@ def _local_batches(path: Path) -> Iterator[dict]:
         loaded = load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as exc:
         raise VdataError(f"{path}: not a dataset folder written by `vdata generate` ({exc})") from None
+    except IndexError:  # datasets cannot reload a dataset saved with no rows
+        return
     parts = list(loaded.values()) if isinstance(loaded, DatasetDict) else [loaded]
     for part in parts:
         assert isinstance(part, Dataset)
@@ -292,7 +294,8 @@ def format_stats(result: DatasetStats, as_json: bool = False) -> str:
         return json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
     where = result.dataset + (f"@{result.revision}" if result.revision else "")
     lines = [f"Dataset {where}: {result.rows} rows ({result.augmented_rows} augmented)", ""]
-    lines.append("Rows per axis: " + ", ".join(f"{a or '(none)'} {n}" for a, n in sorted(result.rows_per_axis.items())))
+    lines.append("Rows per axis: " + (", ".join(f"{a or '(none)'} {n}" for a, n in sorted(result.rows_per_axis.items()))
+                                      or "none"))
     lines += ["", "Group mentions in texts"]
     silent = [axis for axis, counts in result.mentions.items() if not any(counts.values())]
     for axis, counts in result.mentions.items():
