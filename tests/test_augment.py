@@ -139,3 +139,17 @@ def test_rows_without_group_terms_give_no_variants():
 def test_unknown_axis_is_a_spec_error():
     with pytest.raises(SpecError, match="shoe_size"):
         counterfactuals(row("text", "gender", "a woman"), ["shoe_size"])
+
+
+def test_orientation_swaps_that_imply_a_gender_flip_it():
+    source = row("He is a gay man who coaches his daughter's team.", "sexual_orientation", "a gay man")
+    texts = {v["group"]: v["text"] for v in counterfactuals(source, ["sexual_orientation"])}
+    assert texts["a lesbian woman"] == "She is a lesbian woman who coaches her son's team."
+    assert texts["a bisexual person"] == "He is a bisexual person who coaches his daughter's team."
+
+
+def test_exchanging_two_groups_with_the_same_pronouns():
+    text = "A woman and a transgender woman applied; the woman was hired."
+    source = row(text, "gender", "a woman", other_group="a transgender woman")
+    (variant,) = counterfactuals(source, ["gender"])
+    assert variant["text"] == "A transgender woman and a woman applied; the transgender woman was hired."

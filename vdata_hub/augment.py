@@ -16,7 +16,9 @@ Rules (data in templates/data/groups.yaml and templates/data/swaps.yaml):
   "she is" -> "they are") is not generated.
 - Other axes: each group's terms per grammatical form (noun, plural, adjective, place, country) are
   swapped for the same form of the target group, and "a"/"an" before them is corrected. A word used
-  as both noun and adjective ("Muslim") is read as an adjective when a noun follows it.
+  as both noun and adjective ("Muslim") is read as an adjective when a noun follows it. Groups
+  that imply pronouns (a gay man: he, a lesbian woman: she) also get the gender flip between them.
+- Ages ("16-year-old", "16 years old") move into the target group's age range.
 - A row with two groups (`other_group`, e.g. ambiguous questions) gets one variant exchanging them.
 - Rows of another axis get only the gender flip (when `gender` is among the axes); group terms of
   a third axis are not detected.
@@ -290,18 +292,25 @@ def _phrase_swapper(pairs: tuple) -> Callable[[str], str]:
     return lambda text: move_ages(_rewrite(text, pattern, choose))
 
 
-def _pronouns(group: str) -> str:
-    return _groups_data()["gender"].get("pronouns", {}).get(group, "they")
+def _pronouns(axis: str, group: str) -> Optional[str]:
+    """she, he or they for groups that imply them (groups.yaml `pronouns`), else None."""
+    return (_groups_data()[axis].get("pronouns") or {}).get(group)
 
 
-def _gender_swap(source: str, target: str) -> Optional[Callable[[str], str]]:
-    """How to rewrite a gender-axis text from `source` to `target`, or None when grammar forbids it."""
-    mine, theirs = _pronouns(source), _pronouns(target)
-    if mine == theirs:
-        return phrase_swapper([(("gender", source), ("gender", target))])
-    if {mine, theirs} == {"she", "he"} and flip_gender(source) == target:
-        return flip_gender
-    return None
+def _group_swap(axis: str, source: str, target: str, exchange: bool) -> Optional[Callable[[str], str]]:
+    """How to rewrite a text about `source` into one about `target` (both ways with `exchange`), or
+    None when grammar forbids it."""
+    pairs = [((axis, source), (axis, target))] + ([((axis, target), (axis, source))] if exchange else [])
+    swap_terms = phrase_swapper(pairs)
+    mine, theirs = _pronouns(axis, source), _pronouns(axis, target)
+    if mine is None or theirs is None or mine == theirs:
+        return swap_terms
+    if {mine, theirs} != {"she", "he"}:
+        return None  # "they" <-> "she"/"he" would need verb agreement ("she is" -> "they are")
+    if axis == "gender":  # woman <-> man, transgender woman <-> transgender man: the flip says it all
+        return flip_gender if flip_gender(source) == target else None
+    # "a gay man ... he" -> flip -> "a gay woman ... she" -> terms -> "a lesbian woman ... she"
+    return lambda text: swap_terms(flip_gender(text))
 
 
 def _swaps_for(record: dict, variables: dict, axes: list[str]) -> list[Swap]:
@@ -311,15 +320,12 @@ def _swaps_for(record: dict, variables: dict, axes: list[str]) -> list[Swap]:
     if axis in axes and group in groups:
         other = variables.get("other_group")
         if other in groups and other != group:
-            rewrite = (_gender_swap(group, other) if axis == "gender"
-                       else phrase_swapper([((axis, group), (axis, other)), ((axis, other), (axis, group))]))
+            rewrite = _group_swap(axis, group, other, exchange=True)
             if rewrite:
                 swaps.append(Swap(axis, other, rewrite, {"group": other, "other_group": group}))
         else:
             for target in groups:
-                if target == group:
-                    continue
-                rewrite = _gender_swap(group, target) if axis == "gender" else phrase_swapper([((axis, group), (axis, target))])
+                rewrite = _group_swap(axis, group, target, exchange=False) if target != group else None
                 if rewrite:
                     swaps.append(Swap(axis, target, rewrite, {"group": target}))
     if "gender" in axes and axis != "gender":
