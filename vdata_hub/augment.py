@@ -10,7 +10,8 @@ Rules (data in templates/data/groups.yaml and templates/data/swaps.yaml):
   compound ("man-made") are left alone unless the compound itself is listed.
 - Gender between "she" and "he" groups flips every gendered word: pronouns (with "her" as object ->
   "him" and as possessive -> "his", "his" before a noun -> "her" and standing alone -> "hers"),
-  nouns (woman, mother, chairman...), titles and listed first names, keeping the case.
+  nouns (woman, mother, chairman...), titles and listed first names, keeping the case (a listed
+  name after a title or another name, as in "Dr. Yusuf" or "Amina Yusuf", is a surname and stays).
   Between groups with the same pronouns (woman <-> transgender woman, nonbinary <-> genderqueer)
   only the group nouns change; a swap that would need "they" <-> "she"/"he" (and so verb agreement,
   "she is" -> "they are") is not generated.

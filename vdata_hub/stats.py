@@ -171,10 +171,8 @@ def _local_batches(path: Path) -> Iterator[dict]:
         return
     parts = list(loaded.values()) if isinstance(loaded, DatasetDict) else [loaded]
     for part in parts:
-        assert isinstance(part, Dataset)
-        missing = [c for c in ("text",) if c not in part.column_names]
-        if missing:
-            raise VdataError(f"{path}: the dataset has no `text` column")
+        if not isinstance(part, Dataset) or "text" not in part.column_names:
+            raise VdataError(f"{path}: the dataset has no `text` column; is it a folder written by `vdata generate`?")
         columns = [c for c in COLUMNS if c in part.column_names]
         yield from part.select_columns(columns).iter(batch_size=1000)
 
