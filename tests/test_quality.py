@@ -36,6 +36,13 @@ def test_a_refusal_quoted_late_in_a_story_is_not_one():
     assert "refusal" not in check_text(text, Quality())
 
 
+def test_a_negative_decision_in_a_dialogue_is_not_a_refusal():
+    text = ("Applicant: Did my application go through?\nLoan officer: I'm sorry, but I can't approve the loan "
+            "today: your income statement covers only two months, and our rule asks for six.\n"
+            "Applicant: I understand. I will bring the rest next week.")
+    assert check_text(text, Quality()) == []
+
+
 @pytest.mark.parametrize("text", [
     "As an AI language model, I don't have personal opinions, but here is a story about a nurse who works nights.",
     "Sure! Here is a short story about an engineer who rebuilt the town's water pump in a week.",

@@ -3,7 +3,9 @@
 `check_text()` runs on every reply at generation time (flagged rows are dropped or kept with their
 flags, as the spec says) and again when a dataset is validated or summarised. Flags:
 
-- refusal: the model declined ("I'm sorry, but I can't ..."), looked for near the start of the text.
+- refusal: the model declined: the reply opens with "I'm sorry, but I can't ...", "I cannot help
+  with ..." and the like, or says "against my guidelines" within its first 300 characters (a
+  character saying "I'm sorry, but I can't approve the loan" later in a dialogue is not a refusal).
 - boilerplate: assistant chatter that is not the requested text ("As an AI language model",
   "Sure! Here is ...", "I hope this helps").
 - too_short / too_long: fewer than `min_chars` or more than `max_chars` characters (after stripping).
@@ -31,14 +33,20 @@ FLAGS = {
     "wrong_language": "not in the spec's language",
 }
 
-REFUSAL = re.compile(
-    r"\b(?:I(?:'m| am) (?:sorry|afraid),? (?:but )?I (?:can(?:'|no)t|cannot|won'?t|am unable|'m unable|am not able)"
+# A refusal opens the reply; later in a text "I'm sorry, but I can't approve the loan" is dialogue.
+REFUSAL_OPENING = re.compile(
+    r"\A[\s\"'*]*(?:(?:unfortunately|sorry|apologies)[,!.]?\s*)?"
+    r"(?:(?:I(?:'m| am) (?:sorry|afraid)|I apologi[sz]e),? (?:but )?I (?:can(?:'|no)t|cannot|won'?t|am unable|'m unable|am not able|must decline)"
     r"|I (?:can(?:'|no)t|cannot|won'?t|will not|am unable to|'m unable to|am not able to) "
     r"(?:help|assist|comply|fulfil|fulfill|provide|create|write|generate|produce|do that|do this|continue)"
-    r"|(?:I must|I have to) (?:decline|refuse)"
-    r"|(?:this|that|your) request (?:is|goes) (?:against|inappropriate)"
-    r"|against (?:my|our|the) (?:guidelines|policy|policies|content policy)"
-    r"|not (?:able|allowed|permitted) to (?:help|assist|write|create|generate) (?:with )?(?:that|this|content))",
+    r"|I (?:must|have to) (?:decline|refuse))",
+    re.IGNORECASE,
+)
+# These are refusals wherever they appear near the start.
+REFUSAL_ANYWHERE = re.compile(
+    r"\b(?:against (?:my|our) (?:guidelines|programming|content polic(?:y|ies)|usage polic(?:y|ies))"
+    r"|(?:this|that|your) request (?:is|goes) against"
+    r"|I (?:must|have to) (?:decline|refuse) (?:this|that|your) request)",
     re.IGNORECASE,
 )
 BOILERPLATE = re.compile(
@@ -87,7 +95,7 @@ def check_text(text: str, quality: Quality | None = None) -> list[str]:
     quality = quality or Quality()
     stripped = (text or "").strip()
     flags = []
-    if REFUSAL.search(stripped[:REFUSAL_WINDOW]):
+    if REFUSAL_OPENING.search(stripped) or REFUSAL_ANYWHERE.search(stripped[:REFUSAL_WINDOW]):
         flags.append("refusal")
     if BOILERPLATE.search(stripped):
         flags.append("boilerplate")
