@@ -49,6 +49,9 @@ REFUSAL_ANYWHERE = re.compile(
     r"|I (?:must|have to) (?:decline|refuse) (?:this|that|your) request)",
     re.IGNORECASE,
 )
+# Both in one pattern (RE2-compatible), for validation's vectorised check over a text's first
+# REFUSAL_WINDOW characters.
+REFUSAL = re.compile(f"(?:{REFUSAL_OPENING.pattern})|(?:{REFUSAL_ANYWHERE.pattern})", re.IGNORECASE)
 BOILERPLATE = re.compile(
     r"\bas an? (?:AI|artificial intelligence)(?: language model| model| assistant| chatbot)?\b"
     r"|\bI(?:'m| am) (?:just )?an? (?:AI|language model|large language model|chatbot|virtual assistant)\b"
@@ -95,7 +98,7 @@ def check_text(text: str, quality: Quality | None = None) -> list[str]:
     quality = quality or Quality()
     stripped = (text or "").strip()
     flags = []
-    if REFUSAL_OPENING.search(stripped) or REFUSAL_ANYWHERE.search(stripped[:REFUSAL_WINDOW]):
+    if REFUSAL.search(stripped[:REFUSAL_WINDOW]):
         flags.append("refusal")
     if BOILERPLATE.search(stripped):
         flags.append("boilerplate")
