@@ -19,7 +19,7 @@ import yaml
 
 from tests.test_pull_lockdown import CANARY, all_files, make_rows
 from vdata_hub.errors import HubError, SQLRefused, VdataError
-from vdata_hub.pull import dataset_layout, open_locked_connection, pull, unescape_text
+from vdata_hub.pull import dataset_layout, hub_filesystem, open_locked_connection, pull, unescape_text
 from vdata_hub.records import records_to_table
 
 GENDER = [make_rows(40, "gender", 0), make_rows(25, "gender", 40), make_rows(15, "gender", 65)]  # 3 shards
@@ -187,14 +187,13 @@ def test_hostile_sql_through_pull_reads_and_writes_nothing(hub, dataset, tmp_pat
 def test_locked_hub_connection_refuses_other_repos_and_local_files(hub, dataset, tmp_path):
     """Defence in depth over the Hub: bypass the parser; DuckDB itself refuses."""
     import duckdb
-    from huggingface_hub import HfFileSystem
 
     other = publish(hub, {"age": [make_rows(3, "secret-axis")]})
     canary = tmp_path / "canary.txt"
     canary.write_text(CANARY)
     layout = dataset_layout(dataset, None, hub.token)
-    filesystem = HfFileSystem(endpoint=hub.endpoint, token=hub.token, skip_instance_cache=True)
-    connection = open_locked_connection(layout.views(), filesystem=filesystem, memory_limit="256MB", threads=1)
+    connection = open_locked_connection(layout.views(), filesystem=hub_filesystem(layout, hub.token),
+                                        memory_limit="256MB", threads=1)
     assert connection.execute("SELECT count(*) FROM vdata").fetchone()[0] == 110
     hub.clear_requests()
     for statement in (f"SELECT * FROM read_parquet('hf://datasets/{other}/data/age/c0.parquet')",

@@ -21,12 +21,13 @@ import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, SQLRefused, VdataError
 from vdata_hub.records import RECORD_FIELDS
-from vdata_hub.sql_guard import check_query
+from vdata_hub.sql_guard import check_query, tables_in
 
 FORMAT_BY_EXTENSION = {".jsonl": "json", ".json": "json", ".ndjson": "json", ".txt": "text",
                        ".csv": "csv", ".parquet": "parquet"}
@@ -34,7 +35,9 @@ FORMATS = ("json", "text", "csv", "parquet")
 ALL_ROWS_VIEW = "vdata"
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_LIMIT = "2GB"
-DEFAULT_THREADS = 4
+DEFAULT_THREADS = 2  # remote reads go through Python (fsspec): more threads read ahead more, not faster
+READ_BLOCK_BYTES = 256 * 1024
+PINNED_MTIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 ROWS_PER_BATCH = 8192
 
 EXAMPLE_QUERY = """-- vdata pull: write ONE read-only query below, save and quit; the result goes to {out}.
@@ -65,18 +68,22 @@ class PullResult:
 
 @dataclass
 class DatasetLayout:
-    """The Parquet shards of one repo revision, grouped by bias axis."""
+    """The Parquet shards of one repo revision, pinned to its commit: {path in repo: size}."""
 
     repo: str
     commit: str
-    files_by_axis: dict[str, list[str]]
+    shard_sizes: dict[str, int]
+
+    def url(self, path: str) -> str:
+        return f"hf://datasets/{self.repo}@{self.commit}/{path}"
 
     def views(self) -> dict[str, list[str]]:
         """View name -> hf:// file URLs: `vdata` over every shard, plus one view per axis."""
-        url = f"hf://datasets/{self.repo}@{self.commit}/"
-        views = {ALL_ROWS_VIEW: [url + path for paths in self.files_by_axis.values() for path in paths]}
-        views.update({axis: [url + path for path in paths] for axis, paths in self.files_by_axis.items()
-                      if axis != ALL_ROWS_VIEW})
+        views = {ALL_ROWS_VIEW: [self.url(path) for path in self.shard_sizes]}
+        for path in self.shard_sizes:
+            axis = path.split("/")[1]
+            if axis != ALL_ROWS_VIEW:
+                views.setdefault(axis, []).append(self.url(path))
         return views
 
 
@@ -103,7 +110,10 @@ def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sq
         query = _config_query(config, views)
     if limit is not None:
         query = f"SELECT * FROM ({query}) AS pulled LIMIT {limit}"
-    connection = open_locked_connection(views, filesystem=_hub_filesystem(token), memory_limit=memory_limit,
+    # Only the views the query reads: each view costs a footer read when it is created.
+    needed = tables_in(query)
+    views = {name: files for name, files in views.items() if name.lower() in needed}
+    connection = open_locked_connection(views, filesystem=hub_filesystem(layout, token), memory_limit=memory_limit,
                                         threads=threads)
     try:
         rows = run_to_file(connection, query, out_path, output_format, timeout=timeout, quiet=quiet, total=limit)
@@ -159,14 +169,11 @@ def dataset_layout(repo: str, revision: str | None, token) -> DatasetLayout:
         raise HubError(f"dataset {repo} not found, or your token cannot read it (set HF_TOKEN or --repo)") from None
     except EntryNotFoundError:
         entries = []
-    files_by_axis: dict[str, list[str]] = {}
-    for entry in entries:
-        parts = entry.path.split("/")
-        if len(parts) == 3 and parts[2].endswith(".parquet") and getattr(entry, "size", None) is not None:
-            files_by_axis.setdefault(parts[1], []).append(entry.path)
-    if not files_by_axis:
+    shard_sizes = {entry.path: entry.size for entry in entries
+                   if entry.path.count("/") == 2 and entry.path.endswith(".parquet") and getattr(entry, "size", None)}
+    if not shard_sizes:
         raise HubError(f"{repo}@{revision or 'main'} has no Parquet shards under data/<axis>/: nothing to pull")
-    return DatasetLayout(repo=repo, commit=commit, files_by_axis={a: sorted(p) for a, p in sorted(files_by_axis.items())})
+    return DatasetLayout(repo=repo, commit=commit, shard_sizes=dict(sorted(shard_sizes.items())))
 
 
 def open_locked_connection(views: dict[str, list[str]], *, filesystem=None,
@@ -186,6 +193,10 @@ def open_locked_connection(views: dict[str, list[str]], *, filesystem=None,
         "python_enable_replacements": False, "allow_community_extensions": False,
     })
     try:
+        # Read pages as the scan needs them rather than whole row groups ahead, and parse each
+        # footer once: both cut the bytes a selective query fetches from the Hub.
+        connection.execute("SET disable_parquet_prefetching = true")
+        connection.execute("SET parquet_metadata_cache = true")
         if filesystem is not None:
             connection.register_filesystem(filesystem)
         for name, files in views.items():
@@ -203,10 +214,28 @@ def open_locked_connection(views: dict[str, list[str]], *, filesystem=None,
     return connection
 
 
-def _hub_filesystem(token):
+def hub_filesystem(layout: DatasetLayout, token):
+    """An HfFileSystem for the pinned shards that answers size and modification time from the
+    listing already fetched (files addressed by commit never change), saving API calls per file,
+    and reads in small blocks so a selective query fetches little beyond the pages it needs."""
     from huggingface_hub import HfFileSystem, constants
 
-    return HfFileSystem(endpoint=constants.ENDPOINT, token=token, skip_instance_cache=True)
+    known = {layout.url(path)[len("hf://"):]: size for path, size in layout.shard_sizes.items()}
+
+    class PinnedHfFileSystem(HfFileSystem):
+        def info(self, path, refresh=False, revision=None, **kwargs):
+            name = str(path).removeprefix("hf://")
+            if name in known:
+                return {"name": name, "size": known[name], "type": "file"}
+            return super().info(path, refresh=refresh, revision=revision, **kwargs)
+
+        def modified(self, path, **kwargs):
+            if str(path).removeprefix("hf://") in known:
+                return PINNED_MTIME
+            return super().modified(path, **kwargs)
+
+    return PinnedHfFileSystem(endpoint=constants.ENDPOINT, token=token, skip_instance_cache=True,
+                              block_size=READ_BLOCK_BYTES)
 
 
 def run_to_file(connection, query: str, out_path: Path, output_format: str, *, timeout=DEFAULT_TIMEOUT_S,

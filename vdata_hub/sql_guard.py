@@ -68,6 +68,14 @@ def check_query(sql: str, views: list[str]) -> str:
     return tree.sql(dialect="duckdb", comments=False)
 
 
+def tables_in(checked_sql: str) -> set[str]:
+    """Lower-case names of the tables a checked query reads, so only those views are opened."""
+    import sqlglot
+    from sqlglot import exp
+
+    return {table.name.lower() for table in sqlglot.parse_one(checked_sql, dialect="duckdb").find_all(exp.Table)}
+
+
 def _parse(sql: str, sqlglot) -> list:
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
     try:
