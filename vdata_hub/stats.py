@@ -180,24 +180,25 @@ def _local_batches(path: Path) -> Iterator[dict]:
 def _hub_batches(repo: str, revision: Optional[str], token: Optional[str]) -> Iterator[dict]:
     import pyarrow.parquet as pq
     from huggingface_hub import HfApi, HfFileSystem
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    try:
-        files = HfApi(token=token).list_repo_files(repo, repo_type="dataset", revision=revision)
-    except RevisionNotFoundError:
-        raise HubError(f"{repo}: no revision {revision!r} (a branch, tag, commit or refs/pr/N)") from None
-    except RepositoryNotFoundError:
-        raise HubError(f"{repo}: no such dataset repo on the Hub (or it is private: pass a token)") from None
-    except HfHubHTTPError as exc:
-        raise HubError(f"{repo}: cannot list the repo's files ({exc})") from None
-    shards = sorted(f for f in files if f.startswith("data/") and f.endswith(".parquet"))
-    fs = HfFileSystem(token=token)
-    for shard in shards:
-        with fs.open(f"datasets/{repo}/{shard}", "rb", revision=revision) as handle:
-            parquet = pq.ParquetFile(handle)
-            columns = [c for c in COLUMNS if c in parquet.schema_arrow.names]
-            for batch in parquet.iter_batches(batch_size=1000, columns=columns):
-                yield batch.to_pydict()
+    from vdata_hub.hub import errors
+
+    with errors(repo, token, "reading the dataset for stats"):  # network and HTTP errors: one line
+        try:
+            files = HfApi(token=token).list_repo_files(repo, repo_type="dataset", revision=revision)
+        except RevisionNotFoundError:
+            raise HubError(f"{repo}: no revision {revision!r} (a branch, tag, commit or refs/pr/N)") from None
+        except RepositoryNotFoundError:
+            raise HubError(f"{repo}: no such dataset repo on the Hub (or it is private: pass a token)") from None
+        shards = sorted(f for f in files if f.startswith("data/") and f.endswith(".parquet"))
+        fs = HfFileSystem(token=token)
+        for shard in shards:  # Parquet over HTTP range requests: only the columns stats needs
+            with fs.open(f"datasets/{repo}/{shard}", "rb", revision=revision) as handle:
+                parquet = pq.ParquetFile(handle)
+                columns = [c for c in COLUMNS if c in parquet.schema_arrow.names]
+                for batch in parquet.iter_batches(batch_size=1000, columns=columns):
+                    yield batch.to_pydict()
 
 
 def _batches(dataset: str, revision: Optional[str], token: Optional[str]) -> Iterator[dict]:
