@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vdata_hub.augment import counterfactuals, flip_gender, phrase_swapper
+from vdata_hub.augment import counterfactuals, flip_gender, phrase_swapper, validate_axes
 from vdata_hub.errors import SpecError
 from vdata_hub.records import Record, records_to_table
 
@@ -139,6 +139,9 @@ def test_rows_without_group_terms_give_no_variants():
 def test_unknown_axis_is_a_spec_error():
     with pytest.raises(SpecError, match="shoe_size"):
         counterfactuals(row("text", "gender", "a woman"), ["shoe_size"])
+    with pytest.raises(SpecError, match="shoe_size"):
+        validate_axes(["gender", "shoe_size"])
+    assert len(validate_axes(None)) == 8
 
 
 def test_orientation_swaps_that_imply_a_gender_flip_it():

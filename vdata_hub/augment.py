@@ -335,6 +335,17 @@ def _swaps_for(record: dict, variables: dict, axes: list[str]) -> list[Swap]:
     return swaps
 
 
+def validate_axes(axes: list[str] | None) -> list[str]:
+    """The axes to swap (None: all with swap rules); SpecError for an unknown one, so a run can check
+    `augment.axes` before it calls any model."""
+    known = swappable_axes()
+    wanted = known if axes is None else list(axes)
+    unknown = [axis for axis in wanted if axis not in known]
+    if unknown:
+        raise SpecError(f"augment.axes: unknown axis {unknown[0]!r} (axes with swap rules: {', '.join(known)})")
+    return wanted
+
+
 def counterfactual_id(source_id: str, axis: str, target: str) -> str:
     """Stable id of a variant: the same source row and swap always give the same id."""
     key = json.dumps(["counterfactual", source_id, axis, target], ensure_ascii=False)
@@ -347,11 +358,7 @@ def counterfactuals(record: dict, axes: list[str] | None = None) -> list[dict]:
     `axes`: the axes to swap (None: every axis with swap rules). Variants whose text would not
     change are not returned.
     """
-    known = swappable_axes()
-    wanted = known if axes is None else list(axes)
-    unknown = [axis for axis in wanted if axis not in known]
-    if unknown:
-        raise SpecError(f"augment.axes: unknown axis {unknown[0]!r} (axes with swap rules: {', '.join(known)})")
+    wanted = validate_axes(axes)
     raw_variables = record.get("variables") or {}
     variables = json.loads(raw_variables) if isinstance(raw_variables, str) else dict(raw_variables)
     rows = []
