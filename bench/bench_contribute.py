@@ -121,7 +121,8 @@ def child_contribute(out: str, repo: str) -> None:
     start = time.perf_counter()
     result = contribute(out, repo=repo, quiet=True)
     child_result({"op_s": round(time.perf_counter() - start, 2), "pr": result.pr_url,
-                  "accepted": result.report.accepted})
+                  "accepted": result.report.accepted,
+                  "stages_s": {k: round(v, 2) for k, v in result.seconds.items()}})
 
 
 def child_baseline() -> None:

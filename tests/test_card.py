@@ -62,3 +62,15 @@ def test_card_push_keeps_eval_and_init_repo_refuses_existing(hub, tmp_path):
     assert len(api.list_repo_commits(repo, repo_type="dataset")) == commits  # unchanged card: no commit
     with pytest.raises(VdataError, match="already exists"):
         init_repo(repo, token=hub.token)
+
+
+def test_cli_init_repo_and_card(hub, capsys, monkeypatch):
+    from vdata_hub.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    repo = f"alice/cli-{uuid.uuid4().hex[:8]}"
+    main(["init-repo", repo])
+    assert capsys.readouterr().out.strip().endswith(f"datasets/{repo}")
+    main(["card", "--repo", repo])
+    printed = capsys.readouterr().out
+    assert printed.startswith("---\nlicense: cc-by-4.0") and "0 rows from 0 contribution(s)" in printed

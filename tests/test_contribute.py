@@ -201,3 +201,12 @@ def test_generate_then_contribute_review_and_load(hub, fake_llm, tmp_path):
     rows = load_dataset(name, split="train")
     assert rows.num_rows == result.report.accepted == 12
     assert load_dataset(name, "age", split="train").num_rows == result.manifest["rows_per_axis"]["age"]
+
+
+def test_unreachable_hub_is_a_clear_error(hub, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    out = save_dataset(tmp_path / "out", two_axes(3))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(HubError, match="cannot reach the Hub at http://127.0.0.1:9"):
+        contribute(out, repo="org/vdata", token=hub.token, quiet=True)

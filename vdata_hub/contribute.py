@@ -15,6 +15,7 @@ import hashlib
 import json
 import sys
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,6 +47,7 @@ class ContributionResult:
     manifest: dict = field(default_factory=dict)
     pr_url: str | None = None
     status: str = "opened"  # opened | dry_run | already_open | already_merged
+    seconds: dict = field(default_factory=dict)  # time per stage: check_main, validate, write, upload
 
     def summary(self) -> str:
         lines = [self.report.summary()]
@@ -71,19 +73,24 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
     hf_api = hub.api(token)
     contributor = "" if dry_run else hub.check_write_token(hf_api, repo, token)
     _progress(quiet, f"checking {table.num_rows} rows against {repo} ...")
+    clock = time.perf_counter()
     base = hub.main_sha(hf_api, repo, token)
     main = hub.read_main_hashes(repo, token, revision=base, hf_api=hf_api)
+    seconds = {"check_main": time.perf_counter() - clock}
     report = validate(table, known_hashes=main.hashes, rules=rules)
+    seconds["validate"] = time.perf_counter() - clock - seconds["check_main"]
     if report.accepted == 0:
         raise ValidationFailed(_nothing_left(report))
     contribution_id = contribution_hash(report.accepted_hashes())
-    result = ContributionResult(repo=repo, contribution_id=contribution_id, report=report)
+    result = ContributionResult(repo=repo, contribution_id=contribution_id, report=report, seconds=seconds)
     existing = find_contribution(hf_api, repo, contribution_id, token)
     if existing is not None:
         result.status, result.pr_url = existing
         return result
     with tempfile.TemporaryDirectory(prefix="vdata-contribute-") as tmp:
+        clock = time.perf_counter()
         shards, stats = write_shards(report.accepted_batches(), Path(tmp), contribution_id)
+        seconds["write"] = time.perf_counter() - clock
         manifest = build_manifest(contribution_id, stats, report, contributor)
         manifest_path = f"contributions/{contribution_id}.json"
         manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
@@ -95,9 +102,11 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
             return result
         title, description = pr_text(repo, manifest, report)
         _progress(quiet, f"uploading {len(shards)} shard(s) and opening a pull request ...")
+        clock = time.perf_counter()
         result.pr_url = open_pull_request(hf_api, repo, token, base, contribution_id, title, description,
                                           {**{path: str(local) for path, (local, _) in shards.items()},
                                            manifest_path: manifest_bytes})
+        seconds["upload"] = time.perf_counter() - clock
     return result
 
 

@@ -104,21 +104,25 @@ def text_words(texts) -> tuple[pa.Array, np.ndarray]:
     return words.filter(pa.array(keep)), rows[keep]
 
 
-def word_hashes(words: pa.Array, cache: dict | None = None) -> np.ndarray:
-    """A 64-bit BLAKE2b hash of every word (uint64), hashing each distinct word once."""
+def word_hashes(words: pa.Array, cache: dict | None = None, encoded: tuple | None = None) -> np.ndarray:
+    """A 64-bit BLAKE2b hash of every word (uint64), hashing each distinct word once. `encoded`:
+    (distinct words, index of each word in them) when the caller has them already."""
     import pyarrow.compute as pc
 
     if len(words) == 0:
         return np.zeros(0, np.uint64)
-    unique = pc.unique(words)
+    if encoded is None:
+        unique = pc.unique(words)
+        encoded = unique.to_pylist(), np.asarray(pc.index_in(words, value_set=unique), np.int64)
+    vocabulary, codes = encoded
     cache = {} if cache is None else cache
     values = []
-    for word in unique.to_pylist():
+    for word in vocabulary:
         value = cache.get(word)
         if value is None:
             value = cache[word] = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
         values.append(value)
-    return np.array(values, np.uint64)[np.asarray(pc.index_in(words, value_set=unique), np.int64)]
+    return np.array(values, np.uint64)[codes]
 
 
 def mix64(x: np.ndarray) -> np.ndarray:

@@ -102,6 +102,7 @@ class ValidationReport:
     _source: object = None
     _hashes: np.ndarray | None = None
     _flags: np.ndarray | None = None
+    _suspicious: np.ndarray | None = None  # rows the PII/secret pre-check matched (pass 2 re-scrubs only these)
     _rules: Rules | None = None
 
     @property
@@ -124,7 +125,8 @@ class ValidationReport:
             end = start + batch.num_rows
             keep = self.reasons[start:end] == 0
             if keep.any():
-                batch = _clean(batch, self._rules, self._hashes[start:end], self._flags[start:end])
+                batch = _clean(batch, self._rules, self._hashes[start:end], self._flags[start:end],
+                               self._suspicious[start:end])
                 yield batch.filter(pa.array(keep))
             start = end
 
@@ -203,6 +205,7 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
     reasons = np.zeros(total, np.int8)
     hashes = np.zeros(total, np.int64)
     flags = np.zeros(total, bool)
+    suspicious = np.zeros(total, bool)
     signatures = np.full((total, SIGNATURE_BINS), EMPTY_BIN, np.uint16)
     ids: list[pa.Array] = []
     scrubbed: Counter = Counter()
@@ -217,6 +220,7 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
         reasons[start:end] = row["reasons"]
         hashes[start:end] = row["hashes"]
         flags[start:end] = row["flags"]
+        suspicious[start:end] = row["suspicious"]
         signatures[start:end] = row["signatures"]
         scrubbed.update(counts)
 
@@ -241,7 +245,7 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
     _mark_duplicates(reasons, hashes, pa.concat_arrays(ids) if ids else pa.array([], pa.string()), known_hashes)
     _mark_near_duplicates(reasons, signatures, rules.near_duplicate_threshold)
     report = ValidationReport(total=total, reasons=reasons, scrubbed=+scrubbed, _source=source,
-                              _hashes=hashes, _flags=flags, _rules=rules)
+                              _hashes=hashes, _flags=flags, _suspicious=suspicious, _rules=rules)
     report.flagged = Counter({"boilerplate": int((flags & (reasons == 0)).sum())}) if flags.any() else Counter()
     all_ids = pa.concat_arrays(ids) if ids else pa.array([], pa.string())
     for code in np.unique(reasons[reasons != 0]):
@@ -325,6 +329,7 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
     start = pc.utf8_slice_codeunits(text, 0, quality.REFUSAL_WINDOW)
     reject(_bool(pc.match_substring_regex(start, REFUSAL, ignore_case=True)), "refusal")
     secret, has_email, has_phone, scrubbed_text = _screen(text)
+    suspicious = secret | has_email | has_phone
     reject(secret, "secret")
     if rules.pii == "reject":
         reject(has_email | has_phone, "personal_data")
@@ -337,8 +342,11 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
                 scrubbed[kind] += int(pc.sum(pc.count_substring_regex(text.take(pa.array(rows)), pattern)).as_py())
         text = scrubbed_text
     tokens = text_words(text)
-    reject(blocklist.rows(tokens, n), "blocklisted_term")
-    token_hash = word_hashes(tokens[0], cache)
+    unique = pc.unique(tokens[0])
+    codes = np.asarray(pc.index_in(tokens[0], value_set=unique), np.int64)
+    vocabulary = unique.to_pylist()
+    reject(blocklist.rows(vocabulary, codes, tokens[1], n), "blocklisted_term")
+    token_hash = word_hashes(tokens[0], cache, (vocabulary, codes))
     boilerplate = _bool(pc.match_substring_regex(text, BOILERPLATE, ignore_case=True))
     if rules.boilerplate == "reject":
         reject(boilerplate, "boilerplate")
@@ -348,7 +356,8 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
         given = np.asarray(_column(batch, "text_hash").fill_null(0), np.int64)
         reject(given != hashes, "text_hash_mismatch")
     signatures = _signatures(token_hash, tokens[1], n, rules.shingle_words)
-    return {"reasons": reasons, "hashes": hashes, "flags": boilerplate, "signatures": signatures}
+    return {"reasons": reasons, "hashes": hashes, "flags": boilerplate, "signatures": signatures,
+            "suspicious": suspicious}
 
 
 def _bool(array) -> np.ndarray:
@@ -373,12 +382,14 @@ def _valid_text(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
         return pa.array(cleaned, pa.string()), invalid
 
 
-def _screen(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]:
+def _screen(text: pa.Array, suspicious: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]:
     """(secret, e-mail, phone) masks and the text with e-mails and phones replaced. One combined
-    regex pass over the batch; the detailed ones run only on the few rows it matches."""
+    regex pass over the batch (skipped when `suspicious` is known); the detailed ones run only on
+    the few rows it matches."""
     n = len(text)
     secret, email, phone = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
-    suspicious = _bool(pc.match_substring_regex(text, f"(?:{SECRET})|(?:{EMAIL})|(?:{PHONE})"))
+    if suspicious is None:
+        suspicious = _bool(pc.match_substring_regex(text, f"(?:{SECRET})|(?:{EMAIL})|(?:{PHONE})"))
     if not suspicious.any():
         return secret, email, phone, text
     rows = np.flatnonzero(suspicious)
@@ -390,7 +401,8 @@ def _screen(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Arra
     return secret, email, phone, pc.replace_with_mask(text, pa.array(suspicious), cleaned)
 
 
-def _clean(batch: pa.RecordBatch, rules: Rules, hashes: np.ndarray, flags: np.ndarray) -> pa.RecordBatch:
+def _clean(batch: pa.RecordBatch, rules: Rules, hashes: np.ndarray, flags: np.ndarray,
+           suspicious: np.ndarray) -> pa.RecordBatch:
     """The batch as it is uploaded: canonical schema, scrubbed text, text_hash and flags set."""
     columns = {}
     for name in RECORD_FIELDS:
@@ -398,7 +410,7 @@ def _clean(batch: pa.RecordBatch, rules: Rules, hashes: np.ndarray, flags: np.nd
             columns[name] = pa.array(hashes, pa.int64())
         elif name == "text":
             text, _ = _valid_text(_column(batch, "text").fill_null(""))
-            columns[name] = _screen(text)[3] if rules.pii == "scrub" else text
+            columns[name] = _screen(text, suspicious)[3] if rules.pii == "scrub" else text
         elif name == "flags" and not flags.any():
             columns[name] = _column(batch, "flags")
         elif name == "flags":
@@ -421,16 +433,15 @@ class Blocklist:
     digests: set
     checked: dict = field(default_factory=dict)  # word -> listed, so each word is hashed once
 
-    def rows(self, tokens: tuple[pa.Array, np.ndarray], n: int) -> np.ndarray:
-        """Which of the n rows contain a listed word (each distinct word is checked once)."""
-        words, rows = tokens
+    def rows(self, vocabulary: list, codes: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+        """Which of the n rows contain a listed word, given the batch's distinct words and each
+        word's index in them (each distinct word is checked once per validation)."""
         hit = np.zeros(n, bool)
-        if len(words) == 0 or not (self.words or self.digests):
+        if not vocabulary or not (self.words or self.digests):
             return hit
-        unique = pc.unique(words).to_pylist()
-        bad = [w for w in unique if self._listed(w)]
+        bad = [i for i, word in enumerate(vocabulary) if self._listed(word)]
         if bad:
-            hit[rows[_bool(pc.is_in(words, value_set=pa.array(bad, pa.string())))]] = True
+            hit[rows[np.isin(codes, bad)]] = True
         return hit
 
     def _listed(self, word: str) -> bool:
@@ -462,8 +473,8 @@ def load_blocklist(path: str | None = None) -> Blocklist:
 
 # --- near duplicates: one-permutation MinHash with rotation densification, LSH banding ---------
 
-SIGNATURE_BINS = 128  # 16-bit values: 256 bytes per row
-# LSH: 32 bands of 4 bins; pairs above ~0.45 Jaccard become candidates, then are verified.
+SIGNATURE_BINS = 64  # 16-bit values: 128 bytes per row
+# LSH: 16 bands of 4 bins; pairs above ~0.5 Jaccard become candidates, then are verified.
 EMPTY_BIN = np.uint16(0xFFFF)
 def _signatures(token_hash: np.ndarray, rows: np.ndarray, n: int, k: int) -> np.ndarray:
     """MinHash signature per row over word k-shingles (one-permutation hashing into bins); rows
@@ -479,7 +490,7 @@ def _signatures(token_hash: np.ndarray, rows: np.ndarray, n: int, k: int) -> np.
         same_row = rows[:count] == rows[k - 1:k - 1 + count]
         h = mix64(shingle[same_row])
     owner = rows[:count][same_row]
-    bins = (h >> np.uint64(57)).astype(np.int64)
+    bins = (h >> np.uint64(58)).astype(np.int64)
     values = ((h >> np.uint64(16)) % np.uint64(0xFFFF)).astype(np.uint16)  # never EMPTY_BIN
     np.minimum.at(signatures.reshape(-1), owner * SIGNATURE_BINS + bins, values)
     return _densify(signatures)
