@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +29,7 @@ from vdata_hub.errors import VdataError
 RECORDS_FILE = "progress.jsonl"
 FAILURES_FILE = "failures.jsonl"
 DATASET_FILES = ("dataset_info.json", "state.json")
+DATA_FILE = "data-00000-of-00001.arrow"
 SYNC_EVERY_S = 1.0
 BATCH_ROWS = 1000
 
@@ -89,18 +89,48 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
                 continue  # only a torn last line can be bad, and it is repaired on open
 
 
-@contextmanager
-def _no_progress_bars():
-    """`datasets` draws its own bar when saving; the run has its own, and --quiet means quiet."""
-    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+def _dataset_schema():
+    """ARROW_SCHEMA with the `datasets` features in its metadata, as datasets' own writer stores it."""
+    from datasets import Features
 
-    was_disabled = are_progress_bars_disabled()
-    disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            enable_progress_bars()
+    from vdata_hub.records import ARROW_SCHEMA
+
+    features = Features.from_arrow_schema(ARROW_SCHEMA)
+    return ARROW_SCHEMA.with_metadata({"huggingface": json.dumps({"info": {"features": features.to_dict()}})})
+
+
+def _empty_batch(schema):
+    import pyarrow as pa
+
+    return pa.record_batch([pa.array([], type=field.type) for field in schema], schema=schema)
+
+
+def _write_dataset_metadata(folder: Path, data_file: str) -> None:
+    """state.json and dataset_info.json for `datasets.load_from_disk`, as Dataset.save_to_disk
+    writes them. They come from a dataset opened on an empty file with the same schema: opening
+    the real one would read every page of it back through a memory map."""
+    import hashlib
+    from dataclasses import asdict
+
+    import pyarrow as pa
+    from datasets import Dataset
+
+    empty = folder / "schema.arrow"
+    schema = _dataset_schema()
+    with pa.OSFile(str(empty), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_batch(_empty_batch(schema))
+    dataset = Dataset.from_file(str(empty))
+    state = {key: dataset.__dict__[key] for key in
+             ("_format_columns", "_format_kwargs", "_format_type", "_output_all_columns")}
+    stat = (folder / data_file).stat()
+    state["_fingerprint"] = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    state["_split"] = None
+    state["_data_files"] = [{"filename": data_file}]
+    info = asdict(dataset._info)
+    del dataset
+    empty.unlink()
+    write_json_atomic(folder / "state.json", state)
+    write_json_atomic(folder / "dataset_info.json", {key: info[key] for key in sorted(info)})
 
 
 class Journal:
@@ -176,35 +206,38 @@ class Journal:
     def build_dataset(self, planned_ids: set, keep_augmented: bool) -> tuple[int, int]:
         """Rebuild the Arrow dataset in OUT from progress.jsonl; (records, augmented rows).
 
-        Rows are streamed into an Arrow file in batches, then handed to `datasets` memory-mapped,
-        so building a 100k-row dataset holds one batch at a time.
+        Rows stream into the dataset's Arrow file in batches, and `datasets` only opens the
+        finished file: building a 100k-row dataset holds one batch at a time (save_to_disk
+        would read every page of the data back through a memory map).
         """
-        import pyarrow as pa
-        from datasets import Dataset
-
-        from vdata_hub.records import ARROW_SCHEMA, records_to_table
-
         build = self.out / ".build"
         shutil.rmtree(build, ignore_errors=True)
         build.mkdir()
-        arrow_path = build / "records.arrow"
+        counts = self._write_arrow(build / DATA_FILE, self._rows_to_keep(planned_ids, keep_augmented))
+        _write_dataset_metadata(build, DATA_FILE)
+        self._replace_dataset(build)
+        shutil.rmtree(build, ignore_errors=True)
+        return counts
+
+    @staticmethod
+    def _write_arrow(path: Path, rows: Iterator[dict]) -> tuple[int, int]:
+        import pyarrow as pa
+
+        from vdata_hub.records import records_to_table
+
         counts = [0, 0]
-        with pa.OSFile(str(arrow_path), "wb") as sink, pa.ipc.new_stream(sink, ARROW_SCHEMA) as writer:
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, _dataset_schema()) as writer:
             batch = []
-            for row in self._rows_to_keep(planned_ids, keep_augmented):
-                counts[1 if row["augmented"] else 0] += 1
+            for row in rows:
+                counts[1 if row.get("augmented") else 0] += 1
                 batch.append(row)
                 if len(batch) >= BATCH_ROWS:
                     writer.write_table(records_to_table(batch))
                     batch.clear()
             if batch:
                 writer.write_table(records_to_table(batch))
-        dataset = Dataset.from_file(str(arrow_path))
-        with _no_progress_bars():
-            dataset.save_to_disk(str(build / "dataset"))
-        del dataset
-        self._replace_dataset(build / "dataset")
-        shutil.rmtree(build, ignore_errors=True)
+            if counts == [0, 0]:  # `datasets` cannot open a stream without a batch
+                writer.write_batch(_empty_batch(_dataset_schema()))
         return counts[0], counts[1]
 
     def _rows_to_keep(self, planned_ids: set, keep_augmented: bool) -> Iterator[dict]:
@@ -222,8 +255,8 @@ class Journal:
     def _replace_dataset(self, built: Path) -> None:
         for old in list(self.out.glob("data-*.arrow")) + [self.out / name for name in DATASET_FILES]:
             old.unlink(missing_ok=True)
-        for new in built.iterdir():
-            os.replace(new, self.out / new.name)
+        for name in (DATA_FILE,) + DATASET_FILES:  # the data first: state.json names it
+            os.replace(built / name, self.out / name)
 
     def compact_failures(self, planned_ids: set, completed: set) -> int:
         """Keep the latest failure of each planned record that is still not done; their count."""

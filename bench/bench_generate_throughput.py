@@ -1,0 +1,124 @@
+"""Throughput of `generate` beside a minimal raw async HTTP client, same server, same requests.
+
+The fake OpenAI-compatible server runs in its own process with a fixed latency; for each
+concurrency both clients send the same planned prompts. Target: generate >= 90% of raw.
+
+    python bench/bench_generate_throughput.py [--latency 0.2] [--concurrency 8 64 256] [--rounds 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+
+def start_server(port: int, latency: float) -> subprocess.Popen:
+    server = subprocess.Popen([sys.executable, "-m", "tests.fake_llm", "--port", str(port), "--latency", str(latency)],
+                              cwd=ROOT)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=1)
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("fake server did not start")
+
+
+def write_spec(folder: Path, num_records: int, concurrency: int) -> Path:
+    spec = {"model": "openai/fake-model", "templates": ["counter_stereotype_story"],
+            "variables": {"domain": ["healthcare", "hiring and work", "education"], "bias_axis": ["gender", "age"]},
+            "num_records": num_records, "concurrency": concurrency,
+            "retries": {"max_attempts": 3, "backoff_base_s": 0.1, "timeout_s": 60}}
+    path = folder / f"spec-{concurrency}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+async def raw_client(base_url: str, spec_path: Path, concurrency: int) -> tuple[int, float]:
+    """The floor: aiohttp, a semaphore, one POST per planned record, JSON parsed, nothing else."""
+    import aiohttp
+
+    from vdata_hub.prompts import iter_planned_records
+    from vdata_hub.spec import load_spec
+
+    loaded = load_spec(spec_path)
+    sampling = loaded.spec.sampling
+    bodies = [{"model": "fake-model", "temperature": sampling.temperature, "top_p": sampling.top_p,
+               "max_tokens": sampling.max_tokens,
+               "messages": [{"role": "system", "content": p.system_prompt}, {"role": "user", "content": p.prompt}]}
+              for p in iter_planned_records(loaded)]
+    gate = asyncio.Semaphore(concurrency)
+    ok = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers={"Authorization": "Bearer x"}) as session:
+        async def one(body):
+            nonlocal ok
+            async with gate:
+                async with session.post(f"{base_url}/chat/completions", json=body) as reply:
+                    data = await reply.json()
+                    ok += bool(data["choices"][0]["message"]["content"])
+
+        started = time.monotonic()
+        await asyncio.gather(*(one(body) for body in bodies))
+        return ok, time.monotonic() - started
+
+
+def run_generate(base_url: str, spec_path: Path, out: Path):
+    from vdata_hub.generate import generate
+
+    started = time.monotonic()
+    summary = generate(out=str(out), spec=str(spec_path), api_base=base_url, api_key="x", quiet=True)
+    return summary, time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64, 256])
+    parser.add_argument("--rounds", type=int, default=12, help="records = rounds × concurrency")
+    parser.add_argument("--port", type=int, default=18790)
+    args = parser.parse_args()
+    server = start_server(args.port, args.latency)
+    base_url = f"http://127.0.0.1:{args.port}/v1"
+    from vdata_hub.llm import import_litellm
+
+    import_litellm()  # import time is not throughput
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            for concurrency in args.concurrency:
+                spec_path = write_spec(Path(folder), args.rounds * concurrency, concurrency)
+                ok, raw_s = asyncio.run(raw_client(base_url, spec_path, concurrency))
+                summary, total_s = run_generate(base_url, spec_path, Path(folder) / f"out-{concurrency}")
+                raw_rate = ok / raw_s
+                rows.append((concurrency, summary.records, raw_rate, summary.records_per_s, summary.records / total_s))
+                print(f"concurrency {concurrency}: raw {raw_rate:.1f} rec/s, generate {summary.records_per_s:.1f} rec/s "
+                      f"({100 * summary.records_per_s / raw_rate:.0f}%), end to end incl. dataset build "
+                      f"{summary.records / total_s:.1f} rec/s", flush=True)
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"\nlatency {args.latency} s, {os.cpu_count()} CPUs; command: python bench/bench_generate_throughput.py "
+          + " ".join(sys.argv[1:]))
+    print("| concurrency | records | raw aiohttp rec/s | generate rec/s | generate / raw | generate end to end rec/s |")
+    print("|---|---|---|---|---|---|")
+    for concurrency, records, raw_rate, rate, total in rows:
+        print(f"| {concurrency} | {records} | {raw_rate:.1f} | {rate:.1f} | {100 * rate / raw_rate:.0f}% | {total:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
