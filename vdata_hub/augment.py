@@ -70,7 +70,7 @@ class Swap:
     """One way to turn a row about `group` into a row about `target` (or a gender flip)."""
 
     axis: str
-    target: str  # new group ("" for a flip of a row of another axis)
+    target: str  # the new group, or "flip" for the gender flip of a row of another axis
     rewrite: Callable[[str], str]
     variables: dict  # new values for group / other_group
 
