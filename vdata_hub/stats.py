@@ -348,7 +348,10 @@ def stats_markdown(result: DatasetStats) -> str:
 
 def write_chart(result: DatasetStats, path: str) -> str:
     """A PNG: one bar chart of group mentions per axis, plus the pronoun counts."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise VdataError("--chart needs matplotlib: pip install matplotlib (or vdata-hub[eval])") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
