@@ -1,5 +1,9 @@
 """Throughput of `generate` beside a minimal raw async HTTP client, same server, same requests.
 
+A third column runs bare `litellm.acompletion` calls under a semaphore: every generate call goes
+through LiteLLM, so that is generate's ceiling, and the gap between it and generate is what the
+orchestration (limits, retries, journal, progress) costs.
+
 The fake OpenAI-compatible server runs in its own process with a fixed latency; for each
 concurrency both clients send the same planned prompts. Target: generate >= 90% of raw.
 
@@ -48,19 +52,44 @@ def write_spec(folder: Path, num_records: int, concurrency: int) -> Path:
     return path
 
 
-async def raw_client(base_url: str, spec_path: Path, concurrency: int) -> tuple[int, float]:
-    """The floor: aiohttp, a semaphore, one POST per planned record, JSON parsed, nothing else."""
-    import aiohttp
-
+def request_bodies(spec_path: Path) -> list[dict]:
     from vdata_hub.prompts import iter_planned_records
     from vdata_hub.spec import load_spec
 
     loaded = load_spec(spec_path)
     sampling = loaded.spec.sampling
-    bodies = [{"model": "fake-model", "temperature": sampling.temperature, "top_p": sampling.top_p,
-               "max_tokens": sampling.max_tokens,
-               "messages": [{"role": "system", "content": p.system_prompt}, {"role": "user", "content": p.prompt}]}
-              for p in iter_planned_records(loaded)]
+    return [{"model": "fake-model", "temperature": sampling.temperature, "top_p": sampling.top_p,
+             "max_tokens": sampling.max_tokens,
+             "messages": [{"role": "system", "content": p.system_prompt}, {"role": "user", "content": p.prompt}]}
+            for p in iter_planned_records(loaded)]
+
+
+async def raw_litellm(base_url: str, spec_path: Path, concurrency: int) -> tuple[int, float]:
+    """LiteLLM's own cost: acompletion under a semaphore, no retries, limits or journal."""
+    from vdata_hub.llm import import_litellm
+
+    litellm = import_litellm()
+    bodies = request_bodies(spec_path)
+    gate = asyncio.Semaphore(concurrency)
+    ok = 0
+
+    async def one(body):
+        nonlocal ok
+        async with gate:
+            reply = await litellm.acompletion(**{**body, "model": "openai/fake-model"}, api_base=base_url,
+                                              api_key="x", max_retries=0)
+            ok += bool(reply.choices[0].message.content)
+
+    started = time.monotonic()
+    await asyncio.gather(*(one(body) for body in bodies))
+    return ok, time.monotonic() - started
+
+
+async def raw_client(base_url: str, spec_path: Path, concurrency: int) -> tuple[int, float]:
+    """The floor: aiohttp, a semaphore, one POST per planned record, JSON parsed, nothing else."""
+    import aiohttp
+
+    bodies = request_bodies(spec_path)
     gate = asyncio.Semaphore(concurrency)
     ok = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -103,21 +132,26 @@ def main() -> None:
             for concurrency in args.concurrency:
                 spec_path = write_spec(Path(folder), args.rounds * concurrency, concurrency)
                 ok, raw_s = asyncio.run(raw_client(base_url, spec_path, concurrency))
+                ok_litellm, litellm_s = asyncio.run(raw_litellm(base_url, spec_path, concurrency))
                 summary, total_s = run_generate(base_url, spec_path, Path(folder) / f"out-{concurrency}")
-                raw_rate = ok / raw_s
-                rows.append((concurrency, summary.records, raw_rate, summary.records_per_s, summary.records / total_s))
-                print(f"concurrency {concurrency}: raw {raw_rate:.1f} rec/s, generate {summary.records_per_s:.1f} rec/s "
-                      f"({100 * summary.records_per_s / raw_rate:.0f}%), end to end incl. dataset build "
-                      f"{summary.records / total_s:.1f} rec/s", flush=True)
+                raw_rate, litellm_rate = ok / raw_s, ok_litellm / litellm_s
+                rows.append((concurrency, summary.records, raw_rate, litellm_rate, summary.records_per_s,
+                             summary.records / total_s))
+                print(f"concurrency {concurrency}: raw aiohttp {raw_rate:.1f} rec/s, raw LiteLLM {litellm_rate:.1f}, "
+                      f"generate {summary.records_per_s:.1f} ({100 * summary.records_per_s / raw_rate:.0f}% of raw, "
+                      f"{100 * summary.records_per_s / litellm_rate:.0f}% of LiteLLM), end to end incl. dataset "
+                      f"build {summary.records / total_s:.1f} rec/s", flush=True)
     finally:
         server.terminate()
         server.wait()
     print(f"\nlatency {args.latency} s, {os.cpu_count()} CPUs; command: python bench/bench_generate_throughput.py "
           + " ".join(sys.argv[1:]))
-    print("| concurrency | records | raw aiohttp rec/s | generate rec/s | generate / raw | generate end to end rec/s |")
-    print("|---|---|---|---|---|---|")
-    for concurrency, records, raw_rate, rate, total in rows:
-        print(f"| {concurrency} | {records} | {raw_rate:.1f} | {rate:.1f} | {100 * rate / raw_rate:.0f}% | {total:.1f} |")
+    print("| concurrency | records | raw aiohttp rec/s | raw LiteLLM rec/s | generate rec/s | generate / raw aiohttp "
+          "| generate / raw LiteLLM | generate end to end rec/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for concurrency, records, raw_rate, litellm_rate, rate, total in rows:
+        print(f"| {concurrency} | {records} | {raw_rate:.1f} | {litellm_rate:.1f} | {rate:.1f} | "
+              f"{100 * rate / raw_rate:.0f}% | {100 * rate / litellm_rate:.0f}% | {total:.1f} |")
 
 
 if __name__ == "__main__":

@@ -105,3 +105,42 @@ def test_requests_per_minute_bucket_spaces_requests():
                                            ("1h2m3s", 3723.0), ("soon", None), (None, None)])
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_flagged_replies_are_retried_then_recorded_as_failures(tmp_path, fake_llm):
+    spec = write_spec(tmp_path, num_records=3, quality={"min_chars": 5000},
+                      retries={"max_attempts": 2, "backoff_base_s": 0.01})
+    summary = run(tmp_path, fake_llm, spec)
+    assert (summary.records, summary.failed, summary.quality_rejected) == (0, 3, 6)
+    assert len(load_rows(tmp_path / "out")) == 0
+    assert "quality: too_short" in (tmp_path / "out" / "failures.jsonl").read_text()
+
+
+def test_flagged_replies_are_kept_with_their_flags_when_not_dropped(tmp_path, fake_llm):
+    spec = write_spec(tmp_path, num_records=3, quality={"min_chars": 5000, "drop_flagged": False})
+    summary = run(tmp_path, fake_llm, spec)
+    rows = load_rows(tmp_path / "out")
+    assert (summary.records, summary.flagged, fake_llm.requests) == (3, 3, 3)
+    assert all(row["flags"] == ["too_short"] for row in rows)
+
+
+def test_counterfactual_rows_are_added_beside_their_source(tmp_path, fake_llm):
+    fake_llm.set(echo_prompt=True)
+    spec = write_spec(tmp_path, num_records=4, variables={"domain": ["healthcare"], "bias_axis": ["gender"]},
+                      augment={"counterfactual": True, "axes": ["gender"]})
+    summary = run(tmp_path, fake_llm, spec)
+    rows = load_rows(tmp_path / "out")
+    sources = {r["id"]: r for r in rows if not r["augmented"]}
+    variants = [r for r in rows if r["augmented"]]
+    assert len(sources) == 4 and summary.augmented == len(variants) > 0
+    assert all(v["source_id"] in sources and v["text"] != sources[v["source_id"]]["text"] for v in variants)
+    assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_unknown_augment_axis_is_a_spec_error_before_any_call(tmp_path, fake_llm):
+    from vdata_hub.errors import SpecError
+
+    spec = write_spec(tmp_path, augment={"counterfactual": True, "axes": ["hair_colour"]})
+    with pytest.raises(SpecError, match="hair_colour"):
+        run(tmp_path, fake_llm, spec)
+    assert fake_llm.requests == 0

@@ -27,6 +27,7 @@ DEFAULTS = {
     "hang_s": 30.0,  # how long a "hang" fault holds the request
     "reply_sentences": 4,  # length of each reply
     "ratelimit_headers": {},  # extra headers on every reply (x-ratelimit-remaining-requests, ...)
+    "echo_prompt": False,  # start each reply with the first line of the user prompt
 }
 WORDS = {
     "who": ["The nurse", "An engineer", "The new manager", "A retired teacher", "The apprentice", "A pilot",
@@ -147,6 +148,9 @@ async def _answer(state: FakeLLM, body: dict, prompt: str, fault: str | None) ->
     state.counters["ok"] += 1
     seed = hashlib.sha256(f"{prompt}\x00{state.counters['requests']}".encode()).hexdigest()
     text = "" if fault == "empty_text" else reply_text(seed, settings["reply_sentences"])
+    if text and settings["echo_prompt"]:
+        user = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        text = ((str(user[-1].get("content", "")).splitlines() or [""])[0] + " " if user else "") + text
     return web.json_response(_completion(body, text, choices=fault != "empty"), headers=settings["ratelimit_headers"])
 
 
