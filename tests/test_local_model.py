@@ -9,9 +9,11 @@ import uuid
 
 import psutil
 import pytest
+import yaml
 
 from vdata_hub.errors import VdataError
 from vdata_hub.local_model import embedded_model_path, is_local, local_server
+from vdata_hub.spec import find_spec_file
 
 
 def servers_with(marker: str) -> list[psutil.Process]:
@@ -123,7 +125,10 @@ def test_generate_with_the_embedded_model_end_to_end(tmp_path):
 
     marker = uuid.uuid4().hex
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "vdata_hub", "generate", str(out), "demo",
+    spec = yaml.safe_load(find_spec_file("demo").read_text())  # the shipped demo, shorter replies
+    spec["sampling"]["max_tokens"] = 64
+    (tmp_path / "demo-short.yaml").write_text(yaml.safe_dump(spec))
+    result = subprocess.run([sys.executable, "-m", "vdata_hub", "generate", str(out), "demo-short.yaml",
                              "--quiet", "--no-donate-prompt", "-n", "3"],
                             capture_output=True, text=True, cwd=tmp_path, env=marked_env(marker), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -134,12 +139,12 @@ def test_generate_with_the_embedded_model_end_to_end(tmp_path):
     assert len(rows) >= 2, failures
     for row in rows:
         assert row["text"].strip() and row["model"] == "local"
-        assert row["output_tokens"] > 0 and row["cost_usd"] == 0.0
+        assert 0 < row["output_tokens"] <= 64 and row["cost_usd"] == 0.0
     assert servers_with(marker) == []
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_no_server_survives_a_stopped_run(tmp_path, stop_signal):
     marker = uuid.uuid4().hex
     run = subprocess.Popen([sys.executable, "-m", "vdata_hub", "generate", str(tmp_path / "out"), "demo",
