@@ -95,7 +95,8 @@ def main() -> None:
     line = (f"vdata generate   : {gen['output_tokens']} tokens in {gen['records']} records, "
             f"{gen['output_tokens'] / gen['wall_s']:.1f} tokens/s end to end ({gen['wall_s']:.1f} s)")
     if gen["summary_wall_s"]:
-        line += f", {gen['output_tokens'] / gen['summary_wall_s']:.1f} tokens/s over the run ({gen['summary_wall_s']:.1f} s)"
+        run_s = gen["summary_wall_s"]
+        line += f", {gen['output_tokens'] / run_s:.1f} tokens/s over the run ({run_s:.1f} s)"
     print(line)
     print(f"ratio (end to end): {gen['output_tokens'] / gen['wall_s'] / (raw['output_tokens'] / raw['wall_s']):.2f}")
 

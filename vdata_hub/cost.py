@@ -181,7 +181,8 @@ def format_estimate(e: Estimate) -> str:
     ]
     if e.price.output_per_token > 0:
         per_dollar = 1 / e.price.output_per_token
-        lines.append(f"per dollar:      ~{per_dollar:,.0f} output tokens, ~{_size(per_dollar * BYTES_PER_TOKEN)} of text")
+        text_size = _size(per_dollar * BYTES_PER_TOKEN)
+        lines.append(f"per dollar:      ~{per_dollar:,.0f} output tokens, ~{text_size} of text")
     if e.max_cost_usd is not None:
         lines.append(f"cost cap:        ${e.max_cost_usd:,.2f}{_cap_note(e)}")
     return "\n".join(lines)
