@@ -40,6 +40,8 @@ class CountingRelay:
     def __init__(self, target_port: int):
         self.target_port = target_port
         self.received = 0
+        self.bytes_per_second = 0  # 0: no cap; else the emulator's replies share a link of this speed
+        self._free_at = 0.0
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -55,10 +57,9 @@ class CountingRelay:
     def _pump(self, source, sink, count):
         try:
             while chunk := source.recv(1 << 16):
-                sink.sendall(chunk)
                 if count:
-                    with self._lock:
-                        self.received += len(chunk)
+                    self._count_and_throttle(len(chunk))
+                sink.sendall(chunk)
         except OSError:
             pass
         finally:
@@ -67,6 +68,17 @@ class CountingRelay:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+    def _count_and_throttle(self, size: int):
+        with self._lock:
+            self.received += size
+            if not self.bytes_per_second:
+                return
+            self._free_at = max(self._free_at, time.monotonic()) + size / self.bytes_per_second
+            wait = self._free_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
 
 
 def free_port() -> int:
@@ -142,13 +154,24 @@ def run_pull(repo: str, token: str, workdir: Path):
     return result.rows
 
 
-def run_load_dataset(repo: str, token: str, workdir: Path):
+def run_load_config(repo: str, token: str, workdir: Path):
+    """load_dataset of the axis' config (its shards only), then the domain filter."""
+    return load_and_filter(repo, "gender", lambda axis, domain: domain == "healthcare", token, workdir)
+
+
+def run_load_all(repo: str, token: str, workdir: Path):
+    """load_dataset of the default config (every shard), then the axis and domain filter."""
+    return load_and_filter(repo, "default", lambda axis, domain: axis == "gender" and domain == "healthcare",
+                           token, workdir)
+
+
+def load_and_filter(repo, config, keep, token, workdir: Path):
     import datasets
 
     cache = Path(tempfile.mkdtemp(dir=workdir, prefix="hf-cache-"))
     try:
-        loaded = datasets.load_dataset(repo, "gender", split="train", token=token, cache_dir=str(cache))
-        selected = loaded.filter(lambda domain: domain == "healthcare", input_columns=["domain"])
+        loaded = datasets.load_dataset(repo, config, split="train", token=token, cache_dir=str(cache))
+        selected = loaded.filter(keep, input_columns=["bias_axis", "domain"])
         selected = selected.select_columns(["id", "domain", "group", "text"]).select(range(1000))
         return len(selected)
     finally:
@@ -156,10 +179,17 @@ def run_load_dataset(repo: str, token: str, workdir: Path):
         shutil.rmtree(Path(os.environ["HF_HOME"]) / "hub", ignore_errors=True)
 
 
+SIDES = {"pull": run_pull,
+         "load_dataset(repo, 'gender') + filter": run_load_config,
+         "load_dataset(repo) + filter": run_load_all}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--megabytes", type=int, default=200, help="Parquet size of the dataset to build")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each side (median reported)")
+    parser.add_argument("--bandwidth-mbps", default="0",
+                        help="comma-separated link speeds to simulate in the relay, in Mbit/s; 0 = localhost, no cap")
     parser.add_argument("--row-group-rows", type=int, default=None,
                         help="override contribute.ROW_GROUP_ROWS for the shards (default: contribute's)")
     args = parser.parse_args(argv)
@@ -189,32 +219,40 @@ def main(argv=None):
         repo = "org/vdata-bench"
         api.create_repo(repo, repo_type="dataset")
         dataset_bytes = build_dataset(api, repo, args.megabytes, workdir)
-        results = {"pull": [], "load_dataset + filter": []}
-        for _ in range(args.repeat):
-            results["pull"].append(timed(relay, lambda: run_pull(repo, ALICE_TOKEN, workdir)))
-            results["load_dataset + filter"].append(timed(relay, lambda: run_load_dataset(repo, ALICE_TOKEN, workdir)))
-        report(args, dataset_bytes, contribute.ROW_GROUP_ROWS, results)
+        print_header(dataset_bytes, contribute.ROW_GROUP_ROWS)
+        for mbps in (float(value) for value in args.bandwidth_mbps.split(",")):
+            relay.bytes_per_second = mbps * 1e6 / 8
+            results = {name: [] for name in SIDES}
+            for _ in range(args.repeat):
+                for name, side in SIDES.items():
+                    results[name].append(timed(relay, lambda: side(repo, ALICE_TOKEN, workdir)))
+            report(mbps, dataset_bytes, results)
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(args, dataset_bytes, row_group_rows, results):
+def print_header(dataset_bytes, row_group_rows):
     command = "python bench/bench_pull.py " + " ".join(sys.argv[1:])
     print(f"command: {command.strip()}")
     print(f"dataset: {dataset_bytes / 1e6:.1f} MB of Parquet, {len(AXES)} axes x {CONTRIBUTIONS} contributions "
           f"= {len(AXES) * CONTRIBUTIONS} shards, row groups of {row_group_rows} rows")
     print(f"query:   {QUERY}")
-    print(f"{'method':<24}{'rows':>6}{'median s':>10}{'MB from Hub':>13}{'% of dataset':>14}")
+
+
+def report(mbps, dataset_bytes, results):
+    print(f"\nlink: {'localhost, no cap' if not mbps else f'{mbps:g} Mbit/s (simulated in the relay)'}")
+    print(f"{'method':<40}{'rows':>6}{'median s':>10}{'MB from Hub':>13}{'% of dataset':>14}")
     medians = {}
     for name, runs in results.items():
         seconds = statistics.median(run[0] for run in runs)
         received = statistics.median(run[1] for run in runs)
         medians[name] = seconds
-        print(f"{name:<24}{runs[0][2]:>6}{seconds:>10.2f}{received / 1e6:>13.2f}{100 * received / dataset_bytes:>13.1f}%")
-    print(f"speed-up: {medians['load_dataset + filter'] / medians['pull']:.1f}x  "
-          f"(runs: {', '.join(f'{name}: ' + ' '.join(f'{r[0]:.2f}s' for r in runs) for name, runs in results.items())})")
+        print(f"{name:<40}{runs[0][2]:>6}{seconds:>10.2f}{received / 1e6:>13.2f}{100 * received / dataset_bytes:>13.1f}%")
+    for name in list(SIDES)[1:]:
+        print(f"speed-up of pull over {name}: {medians[name] / medians['pull']:.1f}x")
+    print("runs: " + "; ".join(f"{name}: " + " ".join(f"{r[0]:.2f}s" for r in runs) for name, runs in results.items()))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, SQLRefused, VdataError
 from vdata_hub.records import RECORD_FIELDS
-from vdata_hub.sql_guard import check_query, tables_in
+from vdata_hub.sql_guard import check_query, has_limit, tables_in
 
 FORMAT_BY_EXTENSION = {".jsonl": "json", ".json": "json", ".ndjson": "json", ".txt": "text",
                        ".csv": "csv", ".parquet": "parquet"}
@@ -35,7 +35,7 @@ FORMATS = ("json", "text", "csv", "parquet")
 ALL_ROWS_VIEW = "vdata"
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_LIMIT = "2GB"
-DEFAULT_THREADS = 2  # remote reads go through Python (fsspec): more threads read ahead more, not faster
+DEFAULT_THREADS = 2  # remote reads go through Python (fsspec): more threads read ahead more, barely faster
 READ_BLOCK_BYTES = 256 * 1024
 PINNED_MTIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 ROWS_PER_BATCH = 8192
@@ -88,10 +88,12 @@ class DatasetLayout:
 
 
 def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sql=None, quiet=False, *,
-         token=None, timeout=DEFAULT_TIMEOUT_S, memory_limit=DEFAULT_MEMORY_LIMIT, threads=DEFAULT_THREADS) -> PullResult:
+         token=None, timeout=DEFAULT_TIMEOUT_S, memory_limit=DEFAULT_MEMORY_LIMIT, threads=None) -> PullResult:
     """Write the selected rows (or the query's result) to OUT atomically; return what was written.
 
     `sql=True` (a bare `--sql`) opens $EDITOR on an example query and runs what was saved.
+    `threads=None` scans with one thread when the query ends in a LIMIT (parallel scans would
+    fetch row groups past the limit) and with DEFAULT_THREADS otherwise.
     """
     out_path = Path(out)
     output_format = resolve_format(out_path, format)
@@ -113,6 +115,8 @@ def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sq
     # Only the views the query reads: each view costs a footer read when it is created.
     needed = tables_in(query)
     views = {name: files for name, files in views.items() if name.lower() in needed}
+    if threads is None:
+        threads = 1 if has_limit(query) else DEFAULT_THREADS
     connection = open_locked_connection(views, filesystem=hub_filesystem(layout, token), memory_limit=memory_limit,
                                         threads=threads)
     try:
@@ -193,10 +197,12 @@ def open_locked_connection(views: dict[str, list[str]], *, filesystem=None,
         "python_enable_replacements": False, "allow_community_extensions": False,
     })
     try:
-        # Read pages as the scan needs them rather than whole row groups ahead, and parse each
-        # footer once: both cut the bytes a selective query fetches from the Hub.
+        # Read pages as the scan needs them rather than whole row groups ahead, parse each footer
+        # once, and skip DuckDB's file cache (it fetched small shards whole): all three cut the
+        # bytes a selective query fetches from the Hub (see docs/benchmarks/pull.md).
         connection.execute("SET disable_parquet_prefetching = true")
         connection.execute("SET parquet_metadata_cache = true")
+        connection.execute("SET enable_external_file_cache = false")
         if filesystem is not None:
             connection.register_filesystem(filesystem)
         for name, files in views.items():

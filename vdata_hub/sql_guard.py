@@ -76,6 +76,13 @@ def tables_in(checked_sql: str) -> set[str]:
     return {table.name.lower() for table in sqlglot.parse_one(checked_sql, dialect="duckdb").find_all(exp.Table)}
 
 
+def has_limit(checked_sql: str) -> bool:
+    """Whether the outermost query stops after a number of rows (LIMIT)."""
+    import sqlglot
+
+    return sqlglot.parse_one(checked_sql, dialect="duckdb").args.get("limit") is not None
+
+
 def _parse(sql: str, sqlglot) -> list:
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
     try:
