@@ -143,8 +143,7 @@ def text_hashes(texts, words: tuple | None = None, token_hash: np.ndarray | None
     token_hash = word_hashes(words) if token_hash is None else token_hash
     n = len(texts)
     counts = np.bincount(rows, minlength=n).astype(np.uint64)
-    starts = np.zeros(n, np.int64)
-    np.cumsum(counts[:-1], out=starts[1:]) if n > 1 else None
+    starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)[:-1]]).astype(np.int64)
     position = (np.arange(len(rows), dtype=np.int64) - starts[rows]).astype(np.uint64)
     with np.errstate(over="ignore"):
         values = mix64(token_hash ^ mix64(position + np.uint64(1)))
