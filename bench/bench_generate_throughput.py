@@ -125,7 +125,9 @@ def main() -> None:
     base_url = f"http://127.0.0.1:{args.port}/v1"
     from vdata_hub.llm import import_litellm
 
-    import_litellm()  # import time is not throughput
+    litellm = import_litellm()  # import time and LiteLLM's lazy first-call set-up are not throughput
+    asyncio.run(litellm.acompletion(model="openai/fake-model", messages=[{"role": "user", "content": "hi"}],
+                                    api_base=base_url, api_key="x", max_retries=0))
     rows = []
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -182,8 +182,8 @@ def test_dry_run_estimates_and_calls_nothing(tmp_path, fake_llm):
 
 
 def test_dry_run_cli_prints_the_estimate_without_importing_litellm(tmp_path):
-    code = ("import sys\nfrom vdata_hub.cli import main\n"
-            f"main(['generate', {str(tmp_path / 'out')!r}, 'demo', '--model', 'gpt-4o-mini', '-n', '40', '--dry-run'])\n"
+    argv = ["generate", str(tmp_path / "out"), "demo", "--model", "gpt-4o-mini", "-n", "40", "--dry-run"]
+    code = (f"import sys\nfrom vdata_hub.cli import main\nmain({argv!r})\n"
             "print('litellm imported:', 'litellm' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr

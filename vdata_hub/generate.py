@@ -24,8 +24,8 @@ from vdata_hub.records import Record, to_json
 from vdata_hub.spec import LoadedSpec, apply_overrides, load_spec
 
 SUPPORT_URL = "https://huggingface.co/datasets/org/vdata/discussions"
-EMBEDDED_NOTICE = ("note: no API key or model given: generating with the embedded model "
-                   "SmolLM2-135M-Instruct on this machine (pass --model and -k to use a provider)")
+EMBEDDED_NOTICE = ("note: no provider model given: generating with the embedded model SmolLM2-135M-Instruct "
+                   "on this machine, no key or network needed (pass --model and -k to use a provider)")
 
 
 @dataclass
@@ -140,7 +140,7 @@ def _run(out: Path, loaded: LoadedSpec, planned_ids: set, api_key: Optional[str]
         if is_local(spec.model):
             from vdata_hub.local_model import local_server
 
-            if not quiet:
+            if not quiet and spec.model == "local":
                 print(EMBEDDED_NOTICE, file=sys.stderr)
             with local_server(spec.model, quiet) as (litellm_model, local_base):
                 run = _Generation(loaded, journal, progress, litellm_model, local_base, "no-key", quiet)

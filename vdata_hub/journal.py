@@ -153,7 +153,8 @@ class Journal:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
-            raise VdataError(f"{self.out}: another run is writing to this folder; wait for it or use another OUT") from None
+            raise VdataError(f"{self.out}: another run is writing to this folder; "
+                             "wait for it or use another OUT") from None
         for path in (self.records_path, self.failures_path):
             _repair_tail(path)
         self._records = open(self.records_path, "a", encoding="utf-8")
