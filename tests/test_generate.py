@@ -46,9 +46,13 @@ def run(tmp_path, fake_llm, spec=None, **options):
 
 
 def load_rows(out):
-    from datasets import load_from_disk
+    from datasets import Features, load_from_disk
 
-    return load_from_disk(str(out)).to_list()
+    from vdata_hub.records import ARROW_SCHEMA
+
+    dataset = load_from_disk(str(out))
+    assert dataset.features == Features.from_arrow_schema(ARROW_SCHEMA)
+    return dataset.to_list()
 
 
 def test_generate_writes_an_arrow_dataset_with_provenance(tmp_path, fake_llm):

@@ -89,14 +89,32 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
                 continue  # only a torn last line can be bad, and it is repaired on open
 
 
-def _dataset_schema():
-    """ARROW_SCHEMA with the `datasets` features in its metadata, as datasets' own writer stores it."""
-    from datasets import Features
+def _features() -> dict:
+    """The `datasets` features of ARROW_SCHEMA, in the form dataset_info.json stores them.
+
+    Written here rather than by importing `datasets`: that import alone costs ~70 MB in the
+    generating process. A test checks that load_from_disk reads back exactly
+    Features.from_arrow_schema(ARROW_SCHEMA).
+    """
+    import pyarrow as pa
 
     from vdata_hub.records import ARROW_SCHEMA
 
-    features = Features.from_arrow_schema(ARROW_SCHEMA)
-    return ARROW_SCHEMA.with_metadata({"huggingface": json.dumps({"info": {"features": features.to_dict()}})})
+    dtypes = {pa.string(): "string", pa.int64(): "int64", pa.float64(): "float64", pa.bool_(): "bool"}
+
+    def feature(arrow_type) -> dict:
+        if pa.types.is_list(arrow_type):
+            return {"feature": feature(arrow_type.value_type), "_type": "List"}
+        return {"dtype": dtypes[arrow_type], "_type": "Value"}
+
+    return {field.name: feature(field.type) for field in ARROW_SCHEMA}
+
+
+def _dataset_schema():
+    """ARROW_SCHEMA with the features in its metadata, as datasets' own writer stores them."""
+    from vdata_hub.records import ARROW_SCHEMA
+
+    return ARROW_SCHEMA.with_metadata({"huggingface": json.dumps({"info": {"features": _features()}})})
 
 
 def _empty_batch(schema):
@@ -106,31 +124,23 @@ def _empty_batch(schema):
 
 
 def _write_dataset_metadata(folder: Path, data_file: str) -> None:
-    """state.json and dataset_info.json for `datasets.load_from_disk`, as Dataset.save_to_disk
-    writes them. They come from a dataset opened on an empty file with the same schema: opening
-    the real one would read every page of it back through a memory map."""
+    """state.json and dataset_info.json for `datasets.load_from_disk`, with the keys and values
+    Dataset.save_to_disk writes for an unformatted dataset of one Arrow file."""
     import hashlib
-    from dataclasses import asdict
 
-    import pyarrow as pa
-    from datasets import Dataset
-
-    empty = folder / "schema.arrow"
-    schema = _dataset_schema()
-    with pa.OSFile(str(empty), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        writer.write_batch(_empty_batch(schema))
-    dataset = Dataset.from_file(str(empty))
-    state = {key: dataset.__dict__[key] for key in
-             ("_format_columns", "_format_kwargs", "_format_type", "_output_all_columns")}
     stat = (folder / data_file).stat()
-    state["_fingerprint"] = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    state["_split"] = None
-    state["_data_files"] = [{"filename": data_file}]
-    info = asdict(dataset._info)
-    del dataset
-    empty.unlink()
+    state = {
+        "_data_files": [{"filename": data_file}],
+        "_fingerprint": hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16],
+        "_format_columns": None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }
+    info = {"citation": "", "description": "", "features": _features(), "homepage": "", "license": ""}
     write_json_atomic(folder / "state.json", state)
-    write_json_atomic(folder / "dataset_info.json", {key: info[key] for key in sorted(info)})
+    write_json_atomic(folder / "dataset_info.json", info)
 
 
 class Journal:
