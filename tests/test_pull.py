@@ -94,6 +94,9 @@ def test_filter_to_csv(hub, dataset, tmp_path):
     expected = [r for r in flat(GENDER) if r["domain"] == "healthcare" and r["output_tokens"] > 50]
     assert [(row["id"], row["text"], json.loads(row["flags"])) for row in rows] == \
         [(r["id"], r["text"], r["flags"]) for r in sorted(expected, key=lambda r: r["id"])]
+    limited = pull(tmp_path / "l.csv", repo=dataset, sql=sql, limit=2, token=hub.token, quiet=True)
+    with open(tmp_path / "l.csv", newline="", encoding="utf-8") as handle:
+        assert limited.rows == 2 and [row["id"] for row in csv.DictReader(handle)] == [row["id"] for row in rows[:2]]
 
 
 def test_aggregate_to_parquet(hub, dataset, tmp_path):

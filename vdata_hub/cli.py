@@ -276,7 +276,7 @@ class Commands:
         one query only, no file readers, no writes (see docs/pull.md).
         Columns: id, text, prompt, system_prompt, template, template_sha, variables, bias_axis,
         domain, task, group, model, params, input_tokens, output_tokens, cost_usd, finish_reason,
-        created_at, generator_version, spec_sha, augmented, source_id, flags.
+        created_at, generator_version, spec_sha, augmented, source_id, flags, text_hash.
         Text output (-t): one text per line, backslash written as \\\\, newline as \\n, CR as \\r.
 
         Examples:
