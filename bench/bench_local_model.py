@@ -5,8 +5,10 @@ parameters and max_tokens, the same GGUF file, context size and thread count, in
 - generate: the real CLI in a subprocess (llama.cpp's server + LiteLLM + dataset writing);
   generated tokens are the `output_tokens` column of the dataset it wrote;
 - llama.cpp: `llama_cpp.Llama.create_chat_completion` in this process, one prompt after the other.
-Tokens/s are reported twice: over generation only and end to end (including model load / server
-start), since a short run pays start-up once.
+Tokens/s are reported twice: in steady state (the tokens of records 2..N over the time from the
+first reply to the last: no start-up, no first-request warm-up; generate's side from the
+records' `created_at`, to the second) and end to end (including imports, model load or server
+start and, for generate, writing the dataset), since a short run pays start-up once.
 
     python bench/bench_local_model.py --records 12 --max-tokens 128
 """
@@ -14,12 +16,12 @@ start), since a short run pays start-up once.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -48,11 +50,11 @@ def run_generate(spec_path: Path, out: Path) -> dict:
     wall = time.perf_counter() - started
     from datasets import load_from_disk
 
-    rows = load_from_disk(str(out)).to_list()
-    summary_path = out / "run_summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    rows = sorted(load_from_disk(str(out)).to_list(), key=lambda row: row["created_at"])
     tokens = sum(row["output_tokens"] for row in rows)
-    return {"records": len(rows), "output_tokens": tokens, "wall_s": wall, "summary_wall_s": summary.get("wall_s")}
+    span = (datetime.fromisoformat(rows[-1]["created_at"]) - datetime.fromisoformat(rows[0]["created_at"]))
+    steady = sum(row["output_tokens"] for row in rows[1:]) / span.total_seconds()
+    return {"records": len(rows), "output_tokens": tokens, "wall_s": wall, "steady": steady}
 
 
 def run_llama_cpp(spec_path: Path) -> dict:
@@ -64,15 +66,17 @@ def run_llama_cpp(spec_path: Path) -> dict:
     started = time.perf_counter()
     llm = Llama(model_path=str(embedded_model_path()), n_ctx=DEFAULT_N_CTX, n_threads=default_threads(),
                 n_threads_batch=default_threads(), verbose=False)
-    loaded_at = time.perf_counter()
-    tokens = 0
+    tokens = []
+    first_reply_at = None
     for record in planned:
         messages = [{"role": "system", "content": record.system_prompt}, {"role": "user", "content": record.prompt}]
         reply = llm.create_chat_completion(messages=messages, temperature=sampling.temperature,
                                            top_p=sampling.top_p, max_tokens=sampling.max_tokens)
-        tokens += reply["usage"]["completion_tokens"]
+        tokens.append(reply["usage"]["completion_tokens"])
+        first_reply_at = first_reply_at or time.perf_counter()
     done = time.perf_counter()
-    return {"records": len(planned), "output_tokens": tokens, "wall_s": done - started, "gen_s": done - loaded_at}
+    return {"records": len(planned), "output_tokens": sum(tokens), "wall_s": done - started,
+            "steady": sum(tokens[1:]) / (done - first_reply_at)}
 
 
 def main() -> None:
@@ -90,15 +94,12 @@ def main() -> None:
     print(f"command: {command}")
     print(f"model: {embedded_model_path().name}, n_ctx {DEFAULT_N_CTX}, threads {default_threads()}, "
           f"{args.records} records, max_tokens {args.max_tokens}")
-    print(f"llama.cpp direct : {raw['output_tokens']} tokens, {raw['output_tokens'] / raw['gen_s']:.1f} tokens/s "
-          f"generating, {raw['output_tokens'] / raw['wall_s']:.1f} tokens/s incl. load ({raw['wall_s']:.1f} s)")
-    line = (f"vdata generate   : {gen['output_tokens']} tokens in {gen['records']} records, "
-            f"{gen['output_tokens'] / gen['wall_s']:.1f} tokens/s end to end ({gen['wall_s']:.1f} s)")
-    if gen["summary_wall_s"]:
-        run_s = gen["summary_wall_s"]
-        line += f", {gen['output_tokens'] / run_s:.1f} tokens/s over the run ({run_s:.1f} s)"
-    print(line)
-    print(f"ratio (end to end): {gen['output_tokens'] / gen['wall_s'] / (raw['output_tokens'] / raw['wall_s']):.2f}")
+    for name, side in (("llama.cpp direct", raw), ("vdata generate", gen)):
+        print(f"{name:17}: {side['output_tokens']} tokens in {side['records']} records, "
+              f"{side['steady']:.1f} tokens/s steady, "
+              f"{side['output_tokens'] / side['wall_s']:.1f} tokens/s end to end ({side['wall_s']:.1f} s)")
+    print(f"generate / llama.cpp: {gen['steady'] / raw['steady']:.2f} steady, "
+          f"{(gen['output_tokens'] / gen['wall_s']) / (raw['output_tokens'] / raw['wall_s']):.2f} end to end")
 
 
 if __name__ == "__main__":
