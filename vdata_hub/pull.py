@@ -147,9 +147,7 @@ def _check_limit(limit):
 
 
 def _config_query(config, views: dict[str, list[str]]) -> str:
-    if config is None:
-        return f"SELECT * FROM {ALL_ROWS_VIEW}"
-    if config == ALL_ROWS_VIEW or config == "default":
+    if config in (None, "default", ALL_ROWS_VIEW):
         return f"SELECT * FROM {ALL_ROWS_VIEW}"
     if config not in views:
         axes = ", ".join(name for name in views if name != ALL_ROWS_VIEW)
