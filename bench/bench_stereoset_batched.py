@@ -1,8 +1,13 @@
 """Batched StereoSet scoring vs the one-sentence-at-a-time official procedure, same model and
 data, one run: per-sentence score differences, identical decisions, and the speed-up.
 
-    python bench/bench_stereoset_batched.py --model local --data ../shared/data/stereoset/dev.json \
-        --max-examples 100 --batch-size 32 --device cpu
+    python bench/bench_stereoset_batched.py --model tiny --max-examples 100 --batch-size 32
+    python bench/bench_stereoset_batched.py --model local --max-examples 25 --batch-size 32
+
+`--model tiny` is a random 2-layer GPT2LMHeadModel (n_embd 32) with the real GPT-2 tokenizer from
+../shared/data/gpt2-tokenizer (the tests' model): per-pass overhead dominates, which is what
+batching removes. With SmolLM2 (`local`) on a CPU the arithmetic dominates and is the same either
+way, so the speed-up there is smaller; docs/benchmarks/eval.md gives both.
 
 Intrasentence: the official eval_generative_models.py loop (one forward pass per sentence,
 softmax, probabilities read one token at a time) against the batched path. Intersentence has no
@@ -22,7 +27,33 @@ from vdata_hub.eval.models import load_model
 from vdata_hub.eval.scoring import decide, evaluate_results
 from vdata_hub.eval.stereoset_data import load_stereoset
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stereoset" / "dev.json"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_DATA = SHARED_DATA / "stereoset" / "dev.json"
+
+
+def tiny_gpt2() -> str:
+    """The tests' tiny random GPT-2 with the real GPT-2 tokenizer, saved to a temporary folder."""
+    import json
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    folder = Path(tempfile.mkdtemp(prefix="tiny-gpt2-"))
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(SHARED_DATA / "gpt2-tokenizer" / name, folder / name)
+    special = "<|endoftext|>"
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "GPT2Tokenizer", "bos_token": special, "eos_token": special, "unk_token": special}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=2, n_head=2,
+                        initializer_range=0.2)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
 
 
 def mean(values):
@@ -31,7 +62,8 @@ def mean(values):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="local", help="transformers id/folder, or `local` (SmolLM2 GGUF)")
+    parser.add_argument("--model", default="tiny",
+                        help="transformers id/folder, `local` (SmolLM2 GGUF) or `tiny` (random 2-layer GPT-2)")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--max-examples", type=int, default=100, help="per task")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -40,7 +72,7 @@ def main():
 
     import torch
 
-    lm = load_model(args.model, args.device)
+    lm = load_model(tiny_gpt2() if args.model == "tiny" else args.model, args.device, quiet=True)
     data = load_stereoset(args.data, args.max_examples)
     intra = [s for e in data["intrasentence"] for s in e.sentences]
     inter = [(e.context, s) for e in data["intersentence"] for s in e.sentences]

