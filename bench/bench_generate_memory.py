@@ -49,6 +49,7 @@ def measure(records: int, concurrency: int, base_url: str, folder: Path) -> dict
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     watched = psutil.Process(process.pid)
     samples = {}  # fraction of records done -> RSS MB
+    last_print = time.monotonic()
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # reaps it with its rusage
         if pid:
@@ -61,6 +62,9 @@ def measure(records: int, concurrency: int, base_url: str, folder: Path) -> dict
         done = journal_lines(out / "progress.jsonl") / records
         quarter = min(4, int(done * 4))
         samples[quarter] = max(samples.get(quarter, 0), round(rss))
+        if time.monotonic() - last_print >= 60:  # a long run shows its progress as it goes
+            last_print = time.monotonic()
+            print(f"  {records:,} records: {done:.0%} done, RSS {rss:.0f} MB", flush=True)
         time.sleep(1)
     if process.returncode != 0:
         raise RuntimeError(f"generate exited with {process.returncode}")
