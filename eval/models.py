@@ -66,5 +66,11 @@ def load_model(model: str = "gpt2", device: str | None = None, dtype: str = "flo
     except (OSError, ValueError) as exc:
         raise EvalError(f"cannot load model {model!r}: {exc}; pass a transformers model id, a local "
                         "folder, or `local` for the embedded SmolLM2") from exc
+    quantizer = getattr(lm, "hf_quantizer", None)
+    if kwargs and quantizer is not None and all(p.is_floating_point() for p in lm.parameters()):
+        # GGUF weights arrive dequantized to `dtype` but the model stays marked quantized, which
+        # the Trainer refuses to fine-tune: they are plain float weights, so drop the marks.
+        quantizer.remove_quantization_config(lm)
+        lm.config._is_quantized = False
     lm.to(device).eval()
     return LoadedModel(name=str(model), model=lm, tokenizer=tokenizer, device=device)
