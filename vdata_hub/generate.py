@@ -251,7 +251,7 @@ class _Generation:
         cap = self.spec.max_cost_usd
         if cap is None:
             return True
-        while True:
+        while self.fatal is None:
             in_flight = self.client.gate.in_flight - 1  # not counting the slot just taken
             expected = self._expected_cost()
             if self.progress.cost_usd >= cap or (in_flight == 0 and self.progress.cost_usd + expected > cap):
@@ -261,6 +261,7 @@ class _Generation:
                 return True
             self._finished.clear()
             await self._finished.wait()
+        return False
 
     def _expected_cost(self) -> float:
         """Average cost of a record so far; before the first one, the most a request can cost."""
