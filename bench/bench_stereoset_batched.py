@@ -1,7 +1,7 @@
 """Batched StereoSet scoring vs the one-sentence-at-a-time official procedure, same model and
 data, one run: per-sentence score differences, identical decisions, and the speed-up.
 
-    python bench/bench_stereoset_batched.py --model tiny --max-examples 100 --batch-size 32
+    python bench/bench_stereoset_batched.py --model tiny --max-examples 100 --batch-size 64
     python bench/bench_stereoset_batched.py --model local --max-examples 25 --batch-size 32
 
 `--model tiny` is a random 2-layer GPT2LMHeadModel (n_embd 32) with the real GPT-2 tokenizer from
@@ -66,7 +66,7 @@ def main():
                         help="transformers id/folder, `local` (SmolLM2 GGUF) or `tiny` (random 2-layer GPT-2)")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--max-examples", type=int, default=100, help="per task")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
