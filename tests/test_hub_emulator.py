@@ -17,6 +17,7 @@ from huggingface_hub import (
     hf_hub_url,
     snapshot_download,
 )
+from huggingface_hub.lfs import post_lfs_batch_info
 from huggingface_hub.errors import (
     BadRequestError,
     EntryNotFoundError,
@@ -260,6 +261,87 @@ def test_pull_request_flow(hub, api, repo_id):
     assert download(hub, repo_id, "more.txt") == b"m" and download(hub, repo_id, "f.txt") == b"v2\n"
     assert [d.num for d in api.get_repo_discussions(repo_id, repo_type="dataset", discussion_status="open")] == [
         bob_pr.pr_num]
+
+
+def forbidden(call, *args, **kwargs):
+    """Run a client call that must fail with 403; return the error."""
+    with pytest.raises(HfHubHTTPError) as err:
+        call(*args, **kwargs)
+    assert err.value.response.status_code == 403, err.value
+    return err.value
+
+
+def test_read_token_writes_nothing(hub, api, repo_id):
+    """A read token may not write at all, even where its user has write rights: no PR, discussion,
+    comment, status change, merge, LFS upload, branch, tag, settings or repo."""
+    pr = api.create_commit(repo_id, [CommitOperationAdd("f.txt", b"x")], commit_message="PR", repo_type="dataset",
+                           create_pr=True)
+    comment = api.comment_discussion(repo_id, pr.pr_num, "hi", repo_type="dataset")
+    read = HfApi(token=hub.read_token)
+    small, large = CommitOperationAdd("r.txt", b"r"), CommitOperationAdd("r.bin", b"\0" * 100)
+    for operation in (small, large):
+        assert "read-only" in str(forbidden(read.create_commit, repo_id, [operation], commit_message="r",
+                                            repo_type="dataset", create_pr=True))
+    forbidden(read.create_commit, repo_id, [small], commit_message="r", repo_type="dataset",
+              revision=pr.pr_revision)
+    forbidden(read.create_pull_request, repo_id, title="r", repo_type="dataset")
+    forbidden(read.create_discussion, repo_id, title="r", repo_type="dataset")
+    for call, args in [(read.comment_discussion, ("r",)), (read.rename_discussion, ("r",)),
+                       (read.change_discussion_status, ("closed",)), (read.merge_pull_request, ()),
+                       (read.edit_discussion_comment, (comment.id, "r")),
+                       (read.hide_discussion_comment, (comment.id,))]:
+        forbidden(call, repo_id, pr.pr_num, *args, repo_type="dataset")
+    with pytest.raises(HfHubHTTPError) as err:  # the LFS batch API too, called as the client calls it
+        post_lfs_batch_info([large.upload_info], token=hub.read_token, repo_type="dataset", repo_id=repo_id,
+                            endpoint=hub.endpoint)
+    assert err.value.response.status_code == 403
+    forbidden(read.create_branch, repo_id, branch="r", repo_type="dataset")
+    forbidden(read.create_tag, repo_id, tag="r", repo_type="dataset")
+    forbidden(read.update_repo_settings, repo_id, private=True, repo_type="dataset")
+    forbidden(read.create_repo, f"org/{unique('r')}", repo_type="dataset")
+    forbidden(read.delete_repo, repo_id, repo_type="dataset")
+    details = api.get_discussion_details(repo_id, pr.pr_num, repo_type="dataset")
+    assert (details.status, details.title, len(details.events)) == ("open", "PR", 3)
+    assert [d.num for d in api.get_repo_discussions(repo_id, repo_type="dataset")] == [pr.pr_num]
+    assert read.list_repo_files(repo_id, repo_type="dataset") == [".gitattributes"]  # reads still work
+
+
+def test_outsider_may_open_prs_and_discuss_but_not_push_or_merge(hub, api, repo_id):
+    """bob (write token, not in org) on org's public repo: PRs, discussions and comments yes; pushing to a
+    branch, merging, or moderating others' threads no. On a private repo of org he sees nothing."""
+    bob = HfApi(token=hub.bob_token)
+    pr = bob.create_commit(repo_id, [CommitOperationAdd("b.txt", b"b"), CommitOperationAdd("b.bin", b"\0" * 100)],
+                           commit_message="Bob's PR", repo_type="dataset", create_pr=True)
+    discussion = bob.create_discussion(repo_id, title="A question", repo_type="dataset")
+    draft = bob.create_pull_request(repo_id, title="Bob's draft", repo_type="dataset")
+    alice_pr = api.create_pull_request(repo_id, title="Alice's", repo_type="dataset")
+    bob.comment_discussion(repo_id, alice_pr.num, "a remark", repo_type="dataset")
+    assert bob.rename_discussion(repo_id, pr.pr_num, "Bob's PR v2", repo_type="dataset").new_title == "Bob's PR v2"
+    assert bob.change_discussion_status(repo_id, draft.num, "closed", repo_type="dataset").new_status == "closed"
+
+    err = forbidden(bob.create_commit, repo_id, [CommitOperationAdd("b.txt", b"b")], commit_message="direct",
+                    repo_type="dataset")
+    assert "create_pr=1" in str(err)
+    forbidden(bob.merge_pull_request, repo_id, pr.pr_num, repo_type="dataset")
+    forbidden(bob.rename_discussion, repo_id, alice_pr.num, "mine", repo_type="dataset")
+    forbidden(bob.change_discussion_status, repo_id, alice_pr.num, "closed", repo_type="dataset")
+    forbidden(bob.create_branch, repo_id, branch="bob", repo_type="dataset")
+    forbidden(bob.create_tag, repo_id, tag="bob", repo_type="dataset")
+    forbidden(bob.delete_repo, repo_id, repo_type="dataset")
+    assert api.list_repo_files(repo_id, repo_type="dataset") == [".gitattributes"]
+
+    api.merge_pull_request(repo_id, pr.pr_num, repo_type="dataset")  # the owners can merge bob's PR
+    assert sorted(api.list_repo_files(repo_id, repo_type="dataset")) == [".gitattributes", "b.bin", "b.txt"]
+    assert api.get_discussion_details(repo_id, discussion.num, repo_type="dataset").author == "bob"
+
+    private = f"org/{unique('private')}"
+    api.create_repo(private, repo_type="dataset", private=True)
+    for call in (bob.create_discussion, bob.create_pull_request):
+        with pytest.raises(RepositoryNotFoundError):
+            call(private, title="x", repo_type="dataset")
+    with pytest.raises(RepositoryNotFoundError):
+        bob.create_commit(private, [CommitOperationAdd("x", b"x")], commit_message="x", repo_type="dataset",
+                          create_pr=True)
 
 
 def test_draft_pull_request_and_conflicting_merge(hub, api, repo_id):

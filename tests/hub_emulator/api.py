@@ -309,17 +309,20 @@ def metadata_errors(data):
 
 # -- uploads and commits -----------------------------------------------------------------------
 def require_commit_rights(req, repo, rev, create_pr):
-    """Anyone who can read may open a PR; a PR's author may push to it; otherwise namespace write rights."""
+    """Every commit needs a write-capable token. With one, anyone who can read the repo may open a PR
+    and a PR's author may push to it; pushing to a branch needs write rights on the namespace."""
     accounts = req.app.accounts
-    user = accounts.require_user(req.user)
-    if create_pr:
+    user = accounts.require_write_token(req.user)
+    if create_pr or accounts.is_member(user, repo.namespace):
         return user
-    if PR_REF_RE.match(rev) and not accounts.is_member(user, repo.namespace):
+    if PR_REF_RE.match(rev):
         doc = discussions.for_pr_ref(req.app.store, repo, rev)
+        if doc is None:
+            raise revision_not_found(rev)
         if doc["author"] != user.name:
             raise HubError(403, "Forbidden", f"Only the author of {rev} or the repo owners can push to it")
         return user
-    return accounts.require_write(user, repo.namespace)
+    raise HubError(403, "Forbidden", "pass `create_pr=1` as a query parameter to create a Pull Request")
 
 
 def preupload(req, repo, rev):
@@ -350,7 +353,7 @@ def lfs_signature(req, oid, size):
 
 def lfs_batch(req, repo):
     body = req.json()
-    req.app.accounts.require_user(req.user)
+    req.app.accounts.require_write_token(req.user)
     if body.get("operation") != "upload":
         raise HubError(400, "BadRequest", "The emulator's LFS batch API supports only the upload operation")
     objects = []
@@ -386,7 +389,7 @@ def lfs_upload(req, oid):
 
 
 def lfs_verify(req, oid):
-    req.app.accounts.require_user(req.user)
+    req.app.accounts.require_write_token(req.user)
     body = req.json()
     store = req.app.store
     if not store.has_blob(oid) or store.blob_path(oid).stat().st_size != body.get("size"):
@@ -555,8 +558,8 @@ def discussion_route(req, repo, rest):
     if method != "POST" or len(rest) not in (2, 4):
         raise HubError(404, "NotFound", f"No such endpoint: {method} {req.raw_path}")
     body = req.json()
-    user = req.app.accounts.require_user(req.user)
-    is_writer = req.app.accounts.is_member(user, repo.namespace) and user.can_write
+    user = req.app.accounts.require_write_token(req.user)
+    is_writer = req.app.accounts.is_member(user, repo.namespace)
     action = rest[1] if len(rest) == 2 else rest[3]
     with store.lock:
         doc = discussions.get(store, repo, doc["num"])
@@ -577,7 +580,7 @@ def discussion_route(req, repo, rest):
 def create_discussion(req, repo):
     store = req.app.store
     body = req.json()
-    user = req.app.accounts.require_user(req.user)
+    user = req.app.accounts.require_write_token(req.user)
     title = str(body.get("title") or "").strip()
     if not title:
         raise HubError(400, "BadRequest", "A discussion needs a title")

@@ -61,11 +61,17 @@ class Accounts:
             raise HubError(401, "Unauthorized", "You must be authenticated to do this (pass a token)")
         return user
 
+    def require_write_token(self, user):
+        """401 when anonymous, 403 for a read-only token: the Hub lets it write nothing at all, not even
+        a pull request, a discussion or a comment on a repo its owner could otherwise write to."""
+        self.require_user(user)
+        if not user.can_write:
+            raise HubError(403, "Forbidden", "This token is read-only: it cannot write (use a token with the write role)")
+        return user
+
     def require_write(self, user, namespace):
         """401 when anonymous, 403 when the token is read-only or the namespace is someone else's."""
-        self.require_user(user)
+        self.require_write_token(user)
         if not self.is_member(user, namespace):
             raise HubError(403, "Forbidden", f"You don't have the rights to write in namespace '{namespace}'")
-        if not user.can_write:
-            raise HubError(403, "Forbidden", "This token is read-only: it cannot write")
         return user
