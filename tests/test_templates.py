@@ -107,7 +107,8 @@ def test_demo_spec_stays_tiny_for_the_embedded_model():
     spec = load_spec("demo").spec
     planned = plan_records(load_spec("demo"))
     assert spec.model == "local"
-    assert len(planned) <= 8 and spec.sampling.max_tokens <= 256
+    # ~2,000 generated tokens: about a minute at SmolLM2's ~30 tokens/s on 2 CPU cores
+    assert len(planned) * spec.sampling.max_tokens <= 2000
     assert len({r.bias_axis for r in planned}) == 2
     assert not spec.quality.drop_flagged  # flagged replies kept with flags, not retried: 6 calls at most
 

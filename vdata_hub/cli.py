@@ -3,6 +3,7 @@ same name. Heavy libraries are imported inside the commands so `--help` stays in
 
 from __future__ import annotations
 
+import os
 import sys
 
 from vdata_hub.errors import VdataError
@@ -363,11 +364,21 @@ def main(argv: list[str] | None = None) -> None:
     import fire
 
     argv = rewrite_argv(list(sys.argv[1:] if argv is None else argv))
+    stderr = sys.stderr
     try:
+        if "--help" in argv or "-h" in argv:  # fire writes help to stderr; `vdata --help | less` should work
+            sys.stderr = sys.stdout
+            if "--" not in argv:  # fire's own form of the flag, without its "INFO: Showing help" line
+                argv = [arg for arg in argv if arg not in ("--help", "-h")] + ["--", "--help"]
         fire.Fire(Commands, command=argv, name="vdata")
+    except BrokenPipeError:  # `vdata stats ... | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except VdataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("error: interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
+    finally:
+        sys.stderr = stderr
