@@ -74,3 +74,41 @@ def test_cli_init_repo_and_card(hub, capsys, monkeypatch):
     main(["card", "--repo", repo])
     printed = capsys.readouterr().out
     assert printed.startswith("---\nlicense: cc-by-4.0") and "0 rows from 0 contribution(s)" in printed
+
+
+BALANCE_TEXTS = [
+    "Amina, a woman from the clinic, fixed her own network. She was proud of her work.",
+    "Kofi, a man in his forties, repaired the scanner, and he trained a nurse.",
+    "A Muslim nurse and a Christian nurse swapped shifts on a busy night at the clinic.",
+]
+
+
+def test_card_shows_balance_statistics_of_the_rows_on_main(hub, tmp_path):
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    from tests.test_validation import make_row
+    from vdata_hub.contribute import contribute
+    from vdata_hub.records import records_to_table
+
+    repo = f"org/card-{uuid.uuid4().hex[:8]}"
+    init_repo(repo, token=hub.token)
+    api = HfApi(token=hub.token)
+    empty = open(api.hf_hub_download(repo, "README.md", repo_type="dataset")).read()
+    assert "## Balance statistics" in empty and "No rows yet" in empty
+    rows = [make_row(i, text=text, bias_axis=axis)
+            for i, (text, axis) in enumerate(zip(BALANCE_TEXTS, ["gender", "gender", "religion"]))]
+    Dataset(InMemoryTable(records_to_table(rows))).save_to_disk(str(tmp_path / "out"))
+    pr = contribute(str(tmp_path / "out"), repo=repo, token=hub.token, quiet=True)
+    api.merge_pull_request(repo, int(pr.pr_url.rsplit("/", 1)[1]), repo_type="dataset")
+    text = card(repo=repo, push=True, token=hub.token)
+    DatasetCard(text).validate("dataset")  # the rendered card still validates (YAML, card data)
+    assert "No rows yet" not in text
+    for expected in ("**3** rows", "Refusal rate 0.0%, duplicates 0 (0.0%)",
+                     "| count (share) | 2 (40%) | 3 (60%) | 0 (0%) |",  # he: his, he; she: her, She, her
+                     "| gender | 2 | a woman 1, a man 1, a nonbinary person 0,",
+                     "| religion | 1 | a Christian person 1, a Muslim person 1, a Jewish person 0,",
+                     "coverage 2 of 2 domain × axis × task cells", "Length in words: min 14,",
+                     "mentions in gender: a woman 1 vs a nonbinary person 0 (max/min inf > 2)"):
+        assert expected in text, expected
+    assert open(api.hf_hub_download(repo, "README.md", repo_type="dataset")).read() == text

@@ -55,6 +55,7 @@ def test_overlapping_prs_merge_once_and_the_card_follows(hub, repo, tmp_path):
     api = HfApi(token=hub.token)
     readme = open(api.hf_hub_download(repo, "README.md", repo_type="dataset")).read()
     assert "20 rows from 1 contribution" in readme and "alice (20 rows)" in readme
+    assert "## Balance statistics" in readme and "**20** rows (0 counterfactual augmentations)" in readme
 
 
 def test_hand_made_prs_that_break_the_rules_fail(hub, repo, tmp_path):

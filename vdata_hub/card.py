@@ -1,6 +1,7 @@
 """The dataset card: README.md rendered from dataset_card/README.md.j2 with the repo's totals
 (from the small contributions/*.json manifests, never the data), YAML `configs:` (one `default`
-over everything, one per bias axis), and the evaluation section kept verbatim across refreshes.
+over everything, one per bias axis), the balance statistics of the rows on main (vdata_hub.stats,
+the one place that reads the data), and the evaluation section kept verbatim across refreshes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ EVAL_END = "<!-- vdata-eval:end -->"
 EVAL_PLACEHOLDER = ("No evaluation yet. `vdata eval report --push` fine-tunes a small model on this data, "
                     "scores StereoSet before and after, and writes the results here.")
 LICENSE = "cc-by-4.0"
+NO_BALANCE = "No rows yet: the balance statistics appear here once contributions are merged."
 
 
 def render_template(name: str, **context) -> str:
@@ -62,10 +64,15 @@ def totals(manifests: list[dict]) -> dict:
             "contributors": dict(contributors.most_common()), "generator_versions": sorted(versions)}
 
 
-def render_card(repo: str, manifests: list[dict], axes: list[str], existing: str | None = None) -> str:
-    """README.md text; `axes` are the bias-axis folders present under data/."""
+def render_card(repo: str, manifests: list[dict], axes: list[str], existing: str | None = None,
+                balance=None) -> str:
+    """README.md text; `axes` are the bias-axis folders present under data/; `balance`: the
+    stats.DatasetStats of the rows the card describes (None: no rows yet)."""
+    from vdata_hub.stats import stats_markdown
+
     text = render_template("README.md.j2", repo=repo, license=LICENSE, axes=sorted(axes),
                            t=totals(manifests), eval_start=EVAL_START, eval_end=EVAL_END,
+                           balance=stats_markdown(balance) if balance is not None and balance.rows else NO_BALANCE,
                            eval_section=eval_section(existing), size_category=_size_category(
                                sum(m.get("rows", 0) for m in manifests)))
     check_card(text)
@@ -116,20 +123,33 @@ def read_repo_state(hf_api, repo: str, token: str | None, revision: str = "main"
     return manifests, axes, readme
 
 
+def balance_stats(repo: str, revision: str, token: str | None = None):
+    """Balance statistics of the rows at `revision` (reads the text and label columns of every
+    shard: the only part of the card that reads the data), or None when there are no shards."""
+    from vdata_hub.stats import stats
+
+    result = stats(repo, revision=revision, token=token)
+    return result if result.rows else None
+
+
 def card(repo: str | None = None, push: bool = False, token: str | None = None, output: str | None = None) -> str:
-    """Render the card of `repo` from its manifests; write it to `output`; with `push`, commit it
-    to main (no commit when nothing changed). Returns the card text."""
+    """Render the card of `repo` from its manifests and the balance statistics of its rows; write
+    it to `output`; with `push`, commit it to main (no commit when nothing changed). Returns the
+    card text."""
     repo = resolve_repo(repo)
     hf_api = hub.api(token)
-    manifests, axes, existing = read_repo_state(hf_api, repo, token)
-    text = render_card(repo, manifests, axes, existing)
+    revision = hub.main_sha(hf_api, repo, token)  # manifests, rows and card from the same commit
+    manifests, axes, existing = read_repo_state(hf_api, repo, token, revision)
+    balance = balance_stats(repo, revision, token) if axes else None
+    text = render_card(repo, manifests, axes, existing, balance)
     if output:
         Path(output).write_text(text, encoding="utf-8")
     if push and text != existing:
         with hub.errors(repo, token, "pushing the card"):
             hub.with_retries(lambda: hf_api.upload_file(path_or_fileobj=text.encode(), path_in_repo="README.md",
                                                         repo_id=repo, repo_type="dataset",
-                                                        commit_message="Refresh the dataset card"))
+                                                        commit_message="Refresh the dataset card",
+                                                        parent_commit=revision))
     return text
 
 
