@@ -51,7 +51,7 @@ def test_help_works_anywhere_without_heavy_imports(tmp_path, entry):
     result = run(command, cwd=tmp_path, env={"PAGER": "cat", "PATH": "/usr/bin:/bin",
                                              "PYTHONPROFILEIMPORTTIME": "1", "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    shown = result.stdout + result.stderr  # fire writes help to stderr when it is not a terminal
+    shown = result.stdout  # on stdout, so `vdata --help | less` works
     assert "generate" in shown and "pull" in shown and "Examples:" in shown
     loaded = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in result.stderr.splitlines()
               if line.startswith("import time:") and "|" in line}
@@ -64,8 +64,19 @@ def test_every_command_has_help_with_examples(tmp_path, command):
     result = run([sys.executable, "-m", "vdata_hub", command, "--help"], cwd=tmp_path, env={"PAGER": "cat",
                  "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
-    shown = result.stdout + result.stderr
-    assert f"vdata {command}" in shown and "Examples:" in shown
+    assert f"vdata {command}" in result.stdout and "Examples:" in result.stdout
+    assert "INFO" not in result.stdout + result.stderr
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
+    """`vdata stats ... | head`: a command printing more than the pipe holds exits quietly."""
+    program = ("from vdata_hub import cli; cli.Commands.lines = lambda self: print('line\\n' * 10**6); "
+               "cli.main(['lines'])")
+    result = subprocess.run(["bash", "-c", f"{sys.executable} -c \"{program}\" | head -1; exit ${{PIPESTATUS[0]}}"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.stdout == "line\n"
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 141
 
 
 @pytest.mark.slow
