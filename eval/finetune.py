@@ -47,6 +47,11 @@ class FinetuneResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def load(cls, path) -> "FinetuneResult":
+        """A finished run read back from its finetune.json."""
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
     def summary(self) -> str:
         resumed = f" (resumed from {self.resumed_from})" if self.resumed_from else ""
         return (f"Fine-tuned {self.model} on {self.data} @ {self.data_revision}: {self.steps} steps{resumed}, "

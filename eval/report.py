@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vdata_hub.errors import AuthError, HubError
+from vdata_hub.errors import AuthError, EvalError, HubError
 from vdata_hub.eval.scoring import DOMAINS
 
 EVAL_START = "<!-- vdata-eval:start -->"
@@ -39,19 +39,32 @@ def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-rep
            max_steps: int = 200, max_examples: int | None = None, repo: str | None = None, push: bool = False,
            token: str | None = None, device: str | None = None, quiet: bool = False, config: str | None = None,
            revision: str | None = None, learning_rate: float = 5e-5, block_size: int = 256,
-           batch_size: int = 8) -> ReportResult:
-    """Run the before/after evaluation; `stereoset` is StereoSet's JSON file (default: the Hub)."""
+           batch_size: int = 8, reuse: bool = False) -> ReportResult:
+    """Run the before/after evaluation; `stereoset` is StereoSet's JSON file (default: the Hub).
+    reuse: a stage whose output is already in OUTPUT (stereoset-before/results.json,
+    finetune/finetune.json, stereoset-after/results.json) is read instead of run again, so a long
+    evaluation can be run stage by stage (or in --shard pieces) and reported at the end."""
     from vdata_hub.eval.charts import before_after_chart
-    from vdata_hub.eval.finetune import finetune
-    from vdata_hub.eval.stereoset import run_stereoset
+    from vdata_hub.eval.finetune import FinetuneResult, finetune
+    from vdata_hub.eval.likelihood import INTERSENTENCE_METHOD
+    from vdata_hub.eval.stereoset import StereosetResult, run_stereoset
 
     out = Path(output)
     common = {"data": stereoset, "device": device, "max_examples": max_examples, "quiet": quiet}
-    before = run_stereoset(model=str(model), output=str(out / "stereoset-before"), **common)
-    tuned = finetune(model=str(model), data=str(data), output=str(out / "finetune"), config=config, revision=revision,
-                     max_steps=max_steps, learning_rate=learning_rate, block_size=block_size, batch_size=batch_size,
-                     device=device, quiet=quiet)
-    after = run_stereoset(model=tuned.final_dir, output=str(out / "stereoset-after"), **common)
+
+    def done(path: Path):
+        return reuse and path.is_file()
+
+    before_dir, tune_dir, after_dir = out / "stereoset-before", out / "finetune", out / "stereoset-after"
+    before = (StereosetResult.load(before_dir) if done(before_dir / "results.json")
+              else run_stereoset(model=str(model), output=str(before_dir), **common))
+    tuned = (FinetuneResult.load(tune_dir / "finetune.json") if done(tune_dir / "finetune.json")
+             else finetune(model=str(model), data=str(data), output=str(tune_dir), config=config, revision=revision,
+                           max_steps=max_steps, learning_rate=learning_rate, block_size=block_size,
+                           batch_size=batch_size, device=device, quiet=quiet))
+    after = (StereosetResult.load(after_dir) if done(after_dir / "results.json")
+             else run_stereoset(model=tuned.final_dir, output=str(after_dir), **common))
+    _check_same_examples(before.results, after.results)
     payload = {
         "model": str(model), "data": str(data), "config": config, "data_revision": tuned.data_revision,
         "steps": tuned.steps, "learning_rate": tuned.learning_rate, "block_size": tuned.block_size,
@@ -59,7 +72,7 @@ def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-rep
         "stereoset_data": before.meta["data"], "max_examples": max_examples,
         "perplexity": {"before": tuned.perplexity_before, "after": tuned.perplexity_after},
         "stereoset": {"before": before.results, "after": after.results},
-        "notes": [before.meta.get("intersentence_method", "")],
+        "notes": [INTERSENTENCE_METHOD] if "intersentence" in before.results else [],
     }
     markdown = render_markdown(payload)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,6 +86,14 @@ def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-rep
         target = repo or (str(data) if not Path(str(data)).exists() else resolve_repo(None))
         result.pushed_to, result.commit_url = target, push_report(target, markdown, token=token)
     return result
+
+
+def _check_same_examples(before: dict, after: dict) -> None:
+    counts = [{task: r["overall"]["Count"] for task, r in results.items() if task != "overall"}
+              for results in (before, after)]
+    if counts[0] != counts[1]:
+        raise EvalError(f"StereoSet before ({counts[0]}) and after ({counts[1]}) cover different examples; "
+                        "score both on the same data (delete the stale stereoset-* folder to rerun it)")
 
 
 def _fmt(value) -> str:

@@ -37,9 +37,10 @@ class Example:
 
 
 def load_stereoset(data: str | None = None, max_examples: int | None = None,
-                   tasks: tuple[str, ...] = TASKS) -> dict[str, list[Example]]:
+                   tasks: tuple[str, ...] = TASKS, shard: str | None = None) -> dict[str, list[Example]]:
     """Examples per task: `data` is a JSON file in the original layout, a Hub dataset id with
-    the McGill-NLP/stereoset layout, or None for McGill-NLP/stereoset itself."""
+    the McGill-NLP/stereoset layout, or None for McGill-NLP/stereoset itself. `shard` ("I/K" or
+    "I,J/K") keeps the examples whose position in their task is I (or J) modulo K."""
     if data is None:
         examples = _from_hub(STEREOSET_REPO, tasks)
     elif Path(data).is_file():
@@ -50,7 +51,24 @@ def load_stereoset(data: str | None = None, max_examples: int | None = None,
         raise EvalError(f"StereoSet data {data!r} is neither a JSON file nor a Hub dataset id; "
                         "pass --data dev.json (original layout) or leave it out for McGill-NLP/stereoset")
     limit = None if max_examples is None else int(max_examples)
-    return {task: [_checked(e) for e in rows[:limit]] for task, rows in examples.items()}
+    keep = parse_shard(shard)
+    return {task: [_checked(e) for i, e in enumerate(rows[:limit]) if keep(i)] for task, rows in examples.items()}
+
+
+def parse_shard(shard: str | None):
+    """"I/K" or "I,J/K" -> a test on an example's position (so a long run can be split into
+    pieces and their predictions files scored together afterwards)."""
+    if shard is None:
+        return lambda i: True
+    try:
+        picked, total = str(shard).split("/")
+        k = int(total)
+        indices = {int(i) for i in picked.split(",")}
+        if k < 1 or not all(0 <= i < k for i in indices):
+            raise ValueError
+    except ValueError:
+        raise EvalError(f"--shard {shard!r} is not I/K or I,J/K with 0 <= I < K (e.g. 0/4)") from None
+    return lambda i: i % k in indices
 
 
 def _from_json(path: Path, tasks) -> dict[str, list[Example]]:
@@ -106,8 +124,23 @@ def write_predictions(path: str | Path, scores: dict[str, list[tuple[str, float]
     return path
 
 
-def read_predictions(path: str | Path) -> dict[str, dict[str, float]]:
-    """Sentence id -> score per task, from a file in StereoSet's official predictions format."""
+def read_predictions(path) -> dict[str, dict[str, float]]:
+    """Sentence id -> score per task, from a file in StereoSet's official predictions format, or
+    several (a list, or paths joined by commas), e.g. one per --shard piece of a run."""
+    paths = path.split(",") if isinstance(path, str) else [path] if isinstance(path, Path) else list(path)
+    merged: dict[str, dict[str, float]] = {}
+    for one in paths:
+        for task, scores in _read_one_predictions(one).items():
+            known = merged.setdefault(task, {})
+            clash = next((sid for sid, score in scores.items() if known.get(sid, score) != score), None)
+            if clash is not None:
+                raise EvalError(f"sentence {clash} has two different scores in {', '.join(map(str, paths))}; "
+                                "merge only predictions files of the same model")
+            known.update(scores)
+    return merged
+
+
+def _read_one_predictions(path: str | Path) -> dict[str, dict[str, float]]:
     try:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
         tasks = {task: {str(row["id"]): float(row["score"]) for row in payload[task]}

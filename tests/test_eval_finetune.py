@@ -88,6 +88,29 @@ def test_report_before_finetune_after(report_run):
         assert (report_run / part).is_file()
 
 
+def test_report_reuses_finished_stages(report_run, tmp_path):
+    """--reuse reads the stages already in OUTPUT (run one by one, or in --shard pieces) instead of
+    running them again: the model name below cannot be loaded, so any rerun would fail."""
+    import shutil
+
+    out = tmp_path / "report"
+    for stage in ("stereoset-before", "finetune", "stereoset-after"):
+        shutil.copytree(report_run / stage, out / stage, ignore=shutil.ignore_patterns("checkpoints", "final"))
+    args = ["eval", "report", "--model", "no/such-model", "--data", "unused", "--output", str(out), "--reuse",
+            "--quiet"]
+    main(args)
+    reused, first = (json.loads((d / "report.json").read_text()) for d in (out, report_run))
+    assert reused["stereoset"] == first["stereoset"] and reused["perplexity"] == first["perplexity"]
+    assert reused["steps"] == 2 and reused["data_revision"] == first["data_revision"]
+    assert (out / "report.png").is_file() and "fine-tuned for 2 steps" in (out / "report.md").read_text()
+
+    after = json.loads((out / "stereoset-after" / "results.json").read_text())
+    after["intersentence"]["overall"]["Count"] = 5
+    (out / "stereoset-after" / "results.json").write_text(json.dumps(after))
+    with pytest.raises(SystemExit):
+        main(args)
+
+
 def test_push_writes_the_evaluation_section_of_the_card(hub, report_run, card_repo):
     from huggingface_hub import HfApi, hf_hub_download
 

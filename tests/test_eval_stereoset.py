@@ -158,6 +158,37 @@ def test_predictions_for_other_examples_are_refused(cli_run, stereoset_dev, tmp_
     assert "error: 6 StereoSet sentences have no score" in capsys.readouterr().err
 
 
+def test_shard_pieces_scored_together_equal_the_whole_run(cli_run, tiny_gpt2, stereoset_dev, tmp_path, capsys):
+    """A long run split with --shard I/K: the pieces' predictions files, scored together, give the
+    same results as one run over all the examples."""
+    common = ["--data", str(stereoset_dev), "--max-examples", "12"]
+    parts = []
+    for shard in ("0/3", "1,2/3"):
+        out = tmp_path / f"piece{len(parts)}"
+        main(["eval", "stereoset", "--model", str(tiny_gpt2), *common, "--shard", shard, "--batch-size", "5",
+              "--device", "cpu", "--output", str(out), "--quiet"])
+        parts.append(out / "predictions.json")
+    counts = [json.loads((p.parent / "results.json").read_text())["intersentence"]["overall"]["Count"] for p in parts]
+    assert counts == [4, 8]
+    main(["eval", "stereoset", "--predictions", ",".join(map(str, parts)), *common, "--output", str(tmp_path / "all"),
+          "--quiet"])
+    merged = json.loads((tmp_path / "all" / "results.json").read_text())
+    assert merged == json.loads((cli_run / "results.json").read_text())
+    whole = {r["id"]: r["score"] for r in json.loads((cli_run / "predictions.json").read_text())["intrasentence"]}
+    pieces = {r["id"]: r["score"] for r in json.loads((tmp_path / "all" / "predictions.json").read_text())["intrasentence"]}
+    assert pieces.keys() == whole.keys() and all(abs(pieces[k] - whole[k]) < 1e-6 for k in whole)
+
+    clash = tmp_path / "clash.json"
+    changed = json.loads(parts[0].read_text())
+    changed["intrasentence"][0]["score"] += 0.5
+    clash.write_text(json.dumps(changed))
+    with pytest.raises(SystemExit):
+        main(["eval", "stereoset", "--predictions", f"{parts[0]},{clash}", *common, "--output", str(tmp_path / "x")])
+    assert "two different scores" in capsys.readouterr().err
+    with pytest.raises(EvalError, match="I/K"):
+        load_stereoset(str(stereoset_dev), shard="3/3")
+
+
 def test_stereoset_from_a_hub_repo_matches_the_json_file(hub, stereoset_dev):
     """McGill-NLP/stereoset's layout (one Parquet per config, integer gold labels) on the emulator."""
     import uuid

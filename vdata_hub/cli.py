@@ -26,7 +26,7 @@ class Eval:
     """
 
     def stereoset(self, model="gpt2", data=None, predictions=None, output="stereoset-results",
-                  batch_size=16, device=None, max_examples=None, quiet=False):
+                  batch_size=16, device=None, max_examples=None, shard=None, quiet=False):
         """Score a causal LM on StereoSet (intrasentence and intersentence) with the official rules.
 
         Intrasentence follows StereoSet's official causal-LM scorer; intersentence scores each
@@ -38,22 +38,27 @@ class Eval:
           vdata eval stereoset --model gpt2 --output results/
           vdata eval stereoset --model local --data dev.json --max-examples 200
           vdata eval stereoset --predictions predictions.json --data dev.json
+          vdata eval stereoset --model local --data dev.json --shard 0/4 --output part0  # 1 of 4 pieces
+          vdata eval stereoset --predictions part0/predictions.json,part1/predictions.json,... --data dev.json
 
         Args:
           model: Hub id or local path loadable by transformers; `local` for the embedded SmolLM2.
           data: StereoSet JSON file in the original layout; default: McGill-NLP/stereoset from the Hub.
-          predictions: score this predictions file instead of running a model.
+          predictions: score this predictions file (or several, joined by commas) instead of running a model.
           output: folder for results.json, predictions.json, scores, a markdown table and a chart.
           batch_size: sentences per forward pass.
           device: cpu, cuda, ...; default: a GPU when present.
           max_examples: evaluate only the first N examples of each task (for quick runs).
+          shard: I/K (or I,J/K) scores only the examples at positions I (J) modulo K of each task,
+            to split a long run into pieces; score the pieces' predictions together afterwards.
           quiet: no progress bar, no summary.
         """
         from vdata_hub.eval.stereoset import run_stereoset
 
-        result = run_stereoset(model=_opt_str(model), data=_opt_str(data), predictions=_opt_str(predictions),
+        given = list(predictions) if isinstance(predictions, (list, tuple)) else _opt_str(predictions)
+        result = run_stereoset(model=_opt_str(model), data=_opt_str(data), predictions=given,
                                output=str(output), batch_size=int(batch_size), device=_opt_str(device),
-                               max_examples=max_examples, quiet=quiet)
+                               max_examples=max_examples, quiet=quiet, shard=_opt_str(shard))
         _print_summary(result, quiet)
 
     def finetune(self, model="gpt2", data="org/vdata", output="finetuned", config=None, revision=None,
@@ -93,7 +98,7 @@ class Eval:
 
     def report(self, model="gpt2", data="org/vdata", output="eval-report", stereoset=None, max_steps=200,
                max_examples=None, repo=None, push=False, token=None, device=None, quiet=False,
-               config=None, revision=None, learning_rate=5e-5, block_size=256, batch_size=8):
+               config=None, revision=None, learning_rate=5e-5, block_size=256, batch_size=8, reuse=False):
         """StereoSet before, fine-tune, StereoSet after; JSON, markdown and a chart; --push into the card.
 
         Run it on a schedule (docs/eval.md has a CI workflow). --push replaces the evaluation
@@ -115,6 +120,8 @@ class Eval:
           token: Hub token with write access (default HF_TOKEN or `hf auth login`).
           device: cpu or cuda; default: a GPU when present.
           quiet: no progress bars, no summary.
+          reuse: read stages already finished in OUTPUT (stereoset-before/, finetune/, stereoset-after/)
+            instead of running them again, e.g. after running them one by one or in --shard pieces.
         """
         from vdata_hub.eval.report import report
 
@@ -122,7 +129,7 @@ class Eval:
                         max_steps=int(max_steps), max_examples=max_examples, repo=_opt_str(repo), push=push,
                         token=_opt_str(token), device=_opt_str(device), quiet=quiet, config=_opt_str(config),
                         revision=_opt_str(revision), learning_rate=float(learning_rate), block_size=int(block_size),
-                        batch_size=int(batch_size))
+                        batch_size=int(batch_size), reuse=bool(reuse))
         _print_summary(result, quiet)
 
 

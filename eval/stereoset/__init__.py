@@ -28,6 +28,13 @@ class StereosetResult:
     output: Path
     meta: dict = field(default_factory=dict)
 
+    @classmethod
+    def load(cls, output) -> "StereosetResult":
+        """A finished run read back from its folder (results.json and run.json)."""
+        out = Path(output)
+        return cls(results=json.loads((out / "results.json").read_text(encoding="utf-8")), output=out,
+                   meta=json.loads((out / "run.json").read_text(encoding="utf-8")))
+
     def summary(self) -> str:
         lines = [f"StereoSet: {self.meta.get('model') or self.meta.get('predictions')}", "",
                  results_table(self.results)]
@@ -40,18 +47,20 @@ class StereosetResult:
 
 def run_stereoset(model: str = "gpt2", data: str | None = None, predictions: str | None = None,
                   output: str = "stereoset-results", batch_size: int = 16, device: str | None = None,
-                  max_examples: int | None = None, quiet: bool = False) -> StereosetResult:
-    """Score `model` (or the `predictions` file, without a model) on StereoSet's intrasentence and
-    intersentence tasks; `data` is StereoSet's JSON file or a Hub id (default McGill-NLP/stereoset)."""
+                  max_examples: int | None = None, quiet: bool = False, shard: str | None = None) -> StereosetResult:
+    """Score `model` (or the `predictions` file(s), without a model) on StereoSet's intrasentence and
+    intersentence tasks; `data` is StereoSet's JSON file or a Hub id (default McGill-NLP/stereoset);
+    `shard` ("I/K") scores one piece of the examples (see stereoset_data.parse_shard)."""
     started = time.perf_counter()
-    examples = load_stereoset(data, max_examples)
-    meta = {"data": str(data or STEREOSET_REPO), "max_examples": max_examples,
+    examples = load_stereoset(data, max_examples, shard=shard)
+    meta = {"data": str(data or STEREOSET_REPO), "max_examples": max_examples, "shard": shard,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if predictions is not None:
         given = read_predictions(predictions)
         examples = {task: rows for task, rows in examples.items() if task in given}
         rows = _rows_from_predictions(examples, given)
-        meta.update(predictions=str(predictions), model=None)
+        meta.update(predictions=predictions if isinstance(predictions, str) else ",".join(map(str, predictions)),
+                    model=None)
     else:
         rows, model_meta = _score_with_model(model, examples, batch_size, device, quiet)
         meta.update(model_meta)
