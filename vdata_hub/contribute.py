@@ -7,6 +7,8 @@ Repo layout (append-only; review and card read it):
 The contribution id is a hash of the contributed texts, so the same data twice is one PR.
 Either the PR exists with every file or nothing does: shards are written to a temporary folder,
 uploaded, and only then referenced by one `create_commit(create_pr=True)`.
+The shards are written while validation runs: validation hands over each batch's accepted rows as
+soon as it has decided them, so writing batch k overlaps checking the batches after it.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class ContributionResult:
     manifest: dict = field(default_factory=dict)
     pr_url: str | None = None
     status: str = "opened"  # opened | dry_run | already_open | already_merged
-    seconds: dict = field(default_factory=dict)  # time per stage: check_main, validate, write, upload
+    seconds: dict = field(default_factory=dict)  # time per stage: check_main, validate_and_write, upload
 
     def summary(self) -> str:
         lines = [self.report.summary()]
@@ -77,20 +79,23 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
     base = hub.main_sha(hf_api, repo, token)
     main = hub.read_main_hashes(repo, token, revision=base, hf_api=hf_api)
     seconds = {"check_main": time.perf_counter() - clock}
-    report = validate(table, known_hashes=main.hashes, rules=rules)
-    seconds["validate"] = time.perf_counter() - clock - seconds["check_main"]
-    if report.accepted == 0:
-        raise ValidationFailed(_nothing_left(report))
-    contribution_id = contribution_hash(report.accepted_hashes())
-    result = ContributionResult(repo=repo, contribution_id=contribution_id, report=report, seconds=seconds)
-    existing = find_contribution(hf_api, repo, contribution_id, token)
-    if existing is not None:
-        result.status, result.pr_url = existing
-        return result
     with tempfile.TemporaryDirectory(prefix="vdata-contribute-") as tmp:
         clock = time.perf_counter()
-        shards, stats = write_shards(report.accepted_batches(), Path(tmp), contribution_id)
-        seconds["write"] = time.perf_counter() - clock
+        writer = ShardWriter(Path(tmp))
+        try:
+            report = validate(table, known_hashes=main.hashes, rules=rules, sink=writer.write)
+        finally:
+            writer.close()
+        seconds["validate_and_write"] = time.perf_counter() - clock
+        if report.accepted == 0:
+            raise ValidationFailed(_nothing_left(report))
+        contribution_id = contribution_hash(report.accepted_hashes())
+        result = ContributionResult(repo=repo, contribution_id=contribution_id, report=report, seconds=seconds)
+        existing = find_contribution(hf_api, repo, contribution_id, token)
+        if existing is not None:
+            result.status, result.pr_url = existing
+            return result
+        shards, stats = writer.shards(contribution_id), writer.stats
         manifest = build_manifest(contribution_id, stats, report, contributor)
         manifest_path = f"contributions/{contribution_id}.json"
         manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
@@ -200,40 +205,58 @@ def find_contribution(hf_api, repo: str, contribution_id: str, token: str | None
     return None
 
 
-def write_shards(batches, folder: Path, contribution_id: str) -> tuple[dict, dict]:
-    """One Parquet file per bias axis, written as batches arrive (memory: one row group per axis).
-    Returns ({path in repo: (local path, rows)}, stats for the manifest)."""
-    import pyarrow.parquet as pq
+class ShardWriter:
+    """One zstd Parquet file per bias axis, written as batches arrive (memory: at most one row
+    group per axis), with the counts the manifest needs."""
 
-    writers, buffers, rows = {}, {}, Counter()
-    stats = {name: Counter() for name in ("bias_axis", "domain", "task", "model")}
-    stats.update(spec_sha=set(), generator_version=set(), input_tokens=0, output_tokens=0, cost_usd=0.0)
-    dictionary = [name for name in ARROW_SCHEMA.names if name not in NO_DICTIONARY]
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.writers, self.buffers, self.rows = {}, {}, Counter()
+        self.stats = {name: Counter() for name in ("bias_axis", "domain", "task", "model")}
+        self.stats.update(spec_sha=set(), generator_version=set(), input_tokens=0, output_tokens=0, cost_usd=0.0)
 
-    def flush(axis):
-        if buffers.get(axis):
-            if axis not in writers:
-                writers[axis] = pq.ParquetWriter(folder / f"{axis}.parquet", ARROW_SCHEMA, compression="zstd",
-                                                 use_dictionary=dictionary)
-            writers[axis].write_table(pa.Table.from_batches(buffers[axis]))
-            buffers[axis] = []
-
-    for batch in batches:
-        _update_stats(stats, batch)
+    def write(self, batch: pa.RecordBatch) -> None:
+        _update_stats(self.stats, batch)
         axes = batch.column(ARROW_SCHEMA.get_field_index("bias_axis"))
-        for axis in pc.unique(axes).to_pylist():
-            part = batch.filter(pc.equal(axes, axis))
-            buffers.setdefault(axis, []).append(part)
-            rows[axis] += part.num_rows
-            if sum(b.num_rows for b in buffers[axis]) >= ROW_GROUP_ROWS:
-                flush(axis)
-    for axis in list(buffers):
-        flush(axis)
-    for writer in writers.values():
-        writer.close()
-    shards = {f"data/{axis}/{contribution_id}.parquet": (folder / f"{axis}.parquet", rows[axis])
-              for axis in sorted(writers)}
-    return shards, stats
+        values = pc.unique(axes).to_pylist()
+        for axis in values:
+            part = batch if len(values) == 1 else batch.filter(pc.equal(axes, axis))
+            self.buffers.setdefault(axis, []).append(part)
+            self.rows[axis] += part.num_rows
+            if sum(b.num_rows for b in self.buffers[axis]) >= ROW_GROUP_ROWS:
+                self._flush(axis)
+
+    def _flush(self, axis: str) -> None:
+        import pyarrow.parquet as pq
+
+        if self.buffers.get(axis):
+            if axis not in self.writers:
+                dictionary = [name for name in ARROW_SCHEMA.names if name not in NO_DICTIONARY]
+                self.writers[axis] = pq.ParquetWriter(self.folder / f"{axis}.parquet", ARROW_SCHEMA,
+                                                      compression="zstd", use_dictionary=dictionary)
+            self.writers[axis].write_table(pa.Table.from_batches(self.buffers[axis]))
+            self.buffers[axis] = []
+
+    def close(self) -> None:
+        for axis in list(self.buffers):
+            self._flush(axis)
+        for writer in self.writers.values():
+            writer.close()
+
+    def shards(self, contribution_id: str) -> dict:
+        """{path in repo: (local path, rows)}."""
+        return {f"data/{axis}/{contribution_id}.parquet": (self.folder / f"{axis}.parquet", self.rows[axis])
+                for axis in sorted(self.writers)}
+
+
+def write_shards(batches, folder: Path, contribution_id: str) -> tuple[dict, dict]:
+    """Write `batches` with a ShardWriter. Returns ({path in repo: (local path, rows)}, stats for
+    the manifest)."""
+    writer = ShardWriter(folder)
+    for batch in batches:
+        writer.write(batch)
+    writer.close()
+    return writer.shards(contribution_id), writer.stats
 
 
 def _update_stats(stats: dict, batch: pa.RecordBatch) -> None:

@@ -1,10 +1,13 @@
 """Validation of rows before they join the dataset: one set of rules for `contribute` (before the
 upload) and `review` (before the merge), so a PR the tool opened passes review unless main moved.
 
-Rows are read in batches, twice: the first pass decides each row's fate and keeps only small
-per-row arrays (a reason code, the text hash, a MinHash signature); the second pass yields the
-accepted rows, scrubbed, for writing. Memory stays bounded by the batch size, not the dataset.
-The per-row checks run as Arrow compute kernels (RE2 regexes) rather than Python loops.
+Rows are read in batches. The per-row checks run as Arrow compute kernels (RE2 regexes) and numpy
+on a few batches at once in threads; then, in row order, each batch's duplicates are decided
+against the rows before it (a row's fate depends only on itself and earlier rows), so the accepted
+rows of a batch can be handed to a `sink` (contribute writes them) while later batches are still
+being checked. Per row only small arrays are kept (a reason code, the text hash, a MinHash
+signature); `accepted_batches()` reads the source a second time for callers without a sink.
+Memory stays bounded by the batch size, not the dataset.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -186,11 +189,14 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
     return False
 
 
-def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None = None) -> ValidationReport:
+def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None = None,
+             sink: Callable[[pa.RecordBatch], None] | None = None) -> ValidationReport:
     """Validate a contribution.
 
     source: a pyarrow Table (e.g. a memory-mapped `datasets` table) or a list of Parquet paths.
     known_hashes: text hashes already on main (int64), for `duplicate_of_main`.
+    sink: called in row order with each batch's accepted rows as uploaded (canonical schema, PII
+    scrubbed, text_hash and flags set) as soon as that batch is decided.
     Raises ValidationFailed for whole-dataset problems (schema, size); row problems are reasons.
     """
     rules = rules or Rules()
@@ -207,22 +213,28 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
     flags = np.zeros(total, bool)
     suspicious = np.zeros(total, bool)
     signatures = np.full((total, SIGNATURE_BINS), EMPTY_BIN, np.uint16)
+    seen = _Seen(known_hashes, signatures, rules.near_duplicate_threshold)
     ids: list[pa.Array] = []
     scrubbed: Counter = Counter()
     size = 0
 
     def check(start: int, batch: pa.RecordBatch) -> tuple[int, int, dict, Counter]:
         counts: Counter = Counter()
-        return start, start + batch.num_rows, _check_batch(batch, rules, blocklist, counts, cache), counts
+        row = _check_batch(batch, rules, blocklist, counts, cache, clean=sink is not None)
+        return start, start + batch.num_rows, row, counts
 
     def store(done) -> None:
         start, end, row, counts = done.result()
-        reasons[start:end] = row["reasons"]
         hashes[start:end] = row["hashes"]
         flags[start:end] = row["flags"]
         suspicious[start:end] = row["suspicious"]
         signatures[start:end] = row["signatures"]
+        reasons[start:end] = seen.decide(start, row["reasons"], row["hashes"], row["ids"])
         scrubbed.update(counts)
+        if sink is not None:
+            keep = reasons[start:end] == 0
+            if keep.any():
+                sink(row["clean"].filter(pa.array(keep)))
 
     # Arrow and numpy kernels release the GIL: a few batches in flight use the machine's cores,
     # and the window keeps memory bounded.
@@ -242,8 +254,6 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
                 store(pending.popleft())
         while pending:
             store(pending.popleft())
-    _mark_duplicates(reasons, hashes, pa.concat_arrays(ids) if ids else pa.array([], pa.string()), known_hashes)
-    _mark_near_duplicates(reasons, signatures, rules.near_duplicate_threshold)
     report = ValidationReport(total=total, reasons=reasons, scrubbed=+scrubbed, _source=source,
                               _hashes=hashes, _flags=flags, _suspicious=suspicious, _rules=rules)
     report.flagged = Counter({"boilerplate": int((flags & (reasons == 0)).sum())}) if flags.any() else Counter()
@@ -295,7 +305,8 @@ def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
 # --- per-row checks ------------------------------------------------------------------------------
 
 def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", scrubbed: Counter,
-                 cache: dict) -> dict:
+                 cache: dict, clean: bool = False) -> dict:
+    """Every check that needs only the row itself; with `clean`, also the batch as uploaded."""
     n = batch.num_rows
     reasons = np.zeros(n, np.int8)
 
@@ -342,9 +353,9 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
                 scrubbed[kind] += int(pc.sum(pc.count_substring_regex(text.take(pa.array(rows)), pattern)).as_py())
         text = scrubbed_text
     tokens = text_words(text)
-    unique = pc.unique(tokens[0])
-    codes = np.asarray(pc.index_in(tokens[0], value_set=unique), np.int64)
-    vocabulary = unique.to_pylist()
+    encoded = pc.dictionary_encode(tokens[0])  # one hash-table pass: distinct words and their indices
+    codes = np.asarray(encoded.indices, np.int64)
+    vocabulary = encoded.dictionary.to_pylist()
     reject(blocklist.rows(vocabulary, codes, tokens[1], n), "blocklisted_term")
     token_hash = word_hashes(tokens[0], cache, (vocabulary, codes))
     boilerplate = _bool(pc.match_substring_regex(text, BOILERPLATE, ignore_case=True))
@@ -356,8 +367,11 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
         given = np.asarray(_column(batch, "text_hash").fill_null(0), np.int64)
         reject(given != hashes, "text_hash_mismatch")
     signatures = _signatures(token_hash, tokens[1], n, rules.shingle_words)
-    return {"reasons": reasons, "hashes": hashes, "flags": boilerplate, "signatures": signatures,
-            "suspicious": suspicious}
+    row = {"reasons": reasons, "hashes": hashes, "flags": boilerplate, "signatures": signatures,
+           "suspicious": suspicious, "ids": _column(batch, "id").fill_null("").to_pylist()}
+    if clean:
+        row["clean"] = _canonical(batch, text, hashes, boilerplate)
+    return row
 
 
 def _bool(array) -> np.ndarray:
@@ -404,13 +418,17 @@ def _screen(text: pa.Array, suspicious: np.ndarray | None = None) -> tuple[np.nd
 def _clean(batch: pa.RecordBatch, rules: Rules, hashes: np.ndarray, flags: np.ndarray,
            suspicious: np.ndarray) -> pa.RecordBatch:
     """The batch as it is uploaded: canonical schema, scrubbed text, text_hash and flags set."""
+    text, _ = _valid_text(_column(batch, "text").fill_null(""))
+    return _canonical(batch, _screen(text, suspicious)[3] if rules.pii == "scrub" else text, hashes, flags)
+
+
+def _canonical(batch: pa.RecordBatch, text: pa.Array, hashes: np.ndarray, flags: np.ndarray) -> pa.RecordBatch:
     columns = {}
     for name in RECORD_FIELDS:
         if name == "text_hash":
             columns[name] = pa.array(hashes, pa.int64())
         elif name == "text":
-            text, _ = _valid_text(_column(batch, "text").fill_null(""))
-            columns[name] = _screen(text, suspicious)[3] if rules.pii == "scrub" else text
+            columns[name] = text
         elif name == "flags" and not flags.any():
             columns[name] = _column(batch, "flags")
         elif name == "flags":
@@ -515,38 +533,96 @@ def _densify(signatures: np.ndarray) -> np.ndarray:
     return signatures
 
 
-def _mark_duplicates(reasons: np.ndarray, hashes: np.ndarray, ids: pa.Array, known: np.ndarray | None) -> None:
-    """Exact duplicates: a later row with the same text hash or id as an earlier live row; rows
-    whose hash is already on main."""
-    live = np.flatnonzero(reasons == 0)
-    for keys in (hashes[live], np.asarray(pc.index_in(ids.take(pa.array(live)), value_set=pc.unique(ids)))):
-        _, first = np.unique(keys, return_index=True)
-        later = np.ones(len(live), bool)
-        later[first] = False
-        reasons[live[later & (reasons[live] == 0)]] = CODE["duplicate"]
-    if known is not None and len(known):
+class _Seen:
+    """What the rows decided so far leave behind for the next batch, so duplicates are decided
+    batch by batch in row order, exactly as over the whole contribution at once:
+    - duplicate: a later row with the same text hash or id as an earlier row that passed the
+      per-row checks (the earlier one is kept);
+    - duplicate_of_main: the text hash is already on main;
+    - near_duplicate: LSH banding (16 bands of 4 bins) gives each row a candidate per band, the
+      first earlier live row with the same band; a candidate whose estimated Jaccard similarity
+      reaches the threshold makes the row a near duplicate of it.
+    Kept: sorted arrays of text hashes and band keys (8 bytes each per row), and the ids."""
+
+    def __init__(self, known: np.ndarray | None, signatures: np.ndarray, threshold: float):
+        self.known = np.unique(np.asarray(known, np.int64)) if known is not None and len(known) else None
+        self.signatures = signatures  # all rows' signatures, filled in before decide() is called
+        self.threshold = threshold
+        self.hashes = np.zeros(0, np.int64)
+        self.ids: set = set()
+        bands = SIGNATURE_BINS // 4
+        self.band_keys = [np.zeros(0, np.uint64) for _ in range(bands)]
+        self.band_rows = [np.zeros(0, np.int64) for _ in range(bands)]
+
+    def decide(self, start: int, reasons: np.ndarray, hashes: np.ndarray, ids: list) -> np.ndarray:
+        """The final reasons of rows start.. given their per-row reasons (0 = passed so far)."""
+        reasons = reasons.copy()
         live = np.flatnonzero(reasons == 0)
-        reasons[live[np.isin(hashes[live], known)]] = CODE["duplicate_of_main"]
+        if len(live) == 0:
+            return reasons
+        later = _repeated(hashes[live], self.hashes)
+        self.hashes = _insert_sorted(self.hashes, np.unique(hashes[live]))
+        live_ids = [ids[i] for i in live]
+        earlier, first = self.ids, {}
+        for i, key in enumerate(live_ids):
+            if key in earlier or key in first:
+                later[i] = True
+            else:
+                first[key] = i
+        earlier.update(first)
+        reasons[live[later]] = CODE["duplicate"]
+        if self.known is not None:
+            live = np.flatnonzero(reasons == 0)
+            on_main = _contains(self.known, hashes[live])
+            reasons[live[on_main]] = CODE["duplicate_of_main"]
+        self._near(start, reasons)
+        return reasons
+
+    def _near(self, start: int, reasons: np.ndarray) -> None:
+        sig = self.signatures[start:start + len(reasons)]
+        live = np.flatnonzero((reasons == 0) & (sig[:, 0] != EMPTY_BIN))
+        if len(live) == 0:
+            return
+        rows = start + live  # row numbers in the whole contribution
+        keys = np.ascontiguousarray(sig[live]).view(np.uint64)  # each band of 4 16-bit bins as one key
+        near = np.zeros(len(live), bool)
+        for band in range(keys.shape[1]):
+            key, known_keys, known_rows = keys[:, band], self.band_keys[band], self.band_rows[band]
+            # first row with this key in the batch, and the first before the batch (if any)
+            unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            rep = rows[first][inverse]
+            at = np.searchsorted(known_keys, unique)
+            found = np.zeros(len(unique), bool)
+            if len(known_keys):
+                nearest = np.minimum(at, len(known_keys) - 1)
+                found = known_keys[nearest] == unique
+                rep = np.where(found[inverse], known_rows[nearest][inverse], rep)
+            self.band_keys[band] = np.insert(known_keys, at[~found], unique[~found])
+            self.band_rows[band] = np.insert(known_rows, at[~found], rows[first][~found])
+            candidates = np.flatnonzero((rep != rows) & ~near)
+            if len(candidates):
+                similarity = (sig[live[candidates]] == self.signatures[rep[candidates]]).mean(axis=1)
+                near[candidates[similarity >= self.threshold]] = True
+        reasons[live[near]] = CODE["near_duplicate"]
 
 
-def _mark_near_duplicates(reasons: np.ndarray, signatures: np.ndarray, threshold: float) -> None:
-    """LSH banding finds candidate pairs (row, first row with the same band); a candidate whose
-    estimated Jaccard similarity reaches the threshold is a near duplicate of the earlier row."""
-    live = np.flatnonzero((reasons == 0) & (signatures[:, 0] != EMPTY_BIN))
-    if len(live) < 2:
-        return
-    sig = np.ascontiguousarray(signatures[live])
-    keys = sig.view(np.uint64)  # each band of 4 16-bit bins read as one 64-bit key
-    near = np.zeros(len(live), bool)
-    for band in range(keys.shape[1]):
-        key = keys[:, band]
-        order = np.argsort(key, kind="stable")
-        starts = np.r_[True, key[order][1:] != key[order][:-1]]
-        first = order[np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))]
-        rep = np.empty(len(live), np.int64)
-        rep[order] = first
-        candidates = np.flatnonzero((rep != np.arange(len(live))) & ~near)
-        if len(candidates):
-            similarity = (sig[candidates] == sig[rep[candidates]]).mean(axis=1)
-            near[candidates[similarity >= threshold]] = True
-    reasons[live[near]] = CODE["near_duplicate"]
+def _repeated(keys: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+    """For each key: is it in `earlier` (sorted) or earlier in `keys` itself."""
+    repeated = _contains(earlier, keys)
+    _, first = np.unique(keys, return_index=True)
+    again = np.ones(len(keys), bool)
+    again[first] = False
+    return repeated | again
+
+
+def _contains(sorted_values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    if len(sorted_values) == 0:
+        return np.zeros(len(keys), bool)
+    at = np.minimum(np.searchsorted(sorted_values, keys), len(sorted_values) - 1)
+    return sorted_values[at] == keys
+
+
+def _insert_sorted(sorted_values: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """`sorted_values` with the (sorted, distinct) `new` values not yet in it."""
+    new = new[~_contains(sorted_values, new)]
+    return np.insert(sorted_values, np.searchsorted(sorted_values, new), new)
