@@ -1,7 +1,7 @@
 """Upload and download rates of a 200 MB Parquet file through the Hub emulator, against a plain
 disk copy of the same file in the same run, plus the emulator's peak RSS.
 
-    python bench/bench_hub_transfer.py [--size-mb 200]
+    python bench/bench_hub_transfer.py [--size-mb 200] [--repeats 5] [--emulator-root DIR]
 
 The emulator runs as a subprocess (as in the tests); a thread samples its RSS every 10 ms.
 Upload = CommitOperationAdd (client sha256) + create_commit (preupload, LFS batch, PUT, verify,
@@ -68,16 +68,22 @@ def sha256_file(path):
     return sha256.hexdigest()
 
 
+SERVER = None  # psutil.Process of the emulator, once started
+
+
 def best_of(repeats, fn, before=None):
-    """Shortest wall time of ``repeats`` runs (the machine is shared: the minimum is the least noisy)."""
-    times = []
+    """(wall s, this process's CPU s, emulator's CPU s) of the fastest of ``repeats`` runs: the machine
+    is shared, so the minimum is the least noisy, and CPU seconds show which side does the work."""
+    runs = []
     for _ in range(repeats):
         if before:
             before()
-        start = time.perf_counter()
+        server_start = sum(SERVER.cpu_times()[:2]) if SERVER else 0.0
+        cpu_start, start = time.process_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        runs.append((wall, cpu, (sum(SERVER.cpu_times()[:2]) if SERVER else 0.0) - server_start))
+    return min(runs)
 
 
 def lean_get(port, path, target):
@@ -107,12 +113,32 @@ def lean_put(port, url, source):
     conn.close()
 
 
+def httpx_put(url, source):
+    """PUT the file with httpx2 as huggingface_hub does (a file object, read 64 KiB at a time)."""
+    import httpx2
+
+    with open(source, "rb") as body:
+        httpx2.put(url, content=body, timeout=None).raise_for_status()
+
+
+def httpx_get(url, target):
+    """GET with httpx2 as hf_hub_download does (iter_bytes re-chunked to 10 MiB, written to a file)."""
+    import httpx2
+
+    with httpx2.stream("GET", url, timeout=None) as response, open(target, "wb") as out:
+        for chunk in response.iter_bytes(chunk_size=10 * 1024 * 1024):
+            out.write(chunk)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--emulator-root", type=Path, default=REPO_ROOT,
+                        help="checkout whose tests/hub_emulator to run (to compare two versions)")
     args = parser.parse_args()
 
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="bench-hub-"))
     os.environ.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(work / "hf-home"),
@@ -122,9 +148,11 @@ def main():
 
     token, repo_id, server_dir = "hf_bench_token", "bench/transfer", work / "server"
     server_dir.mkdir()
-    server = start_emulator(port, server_dir, [f"bench:{token}"], [])
+    server = start_emulator(port, server_dir, [f"bench:{token}"], [], root=args.emulator_root)
     sampler = RssSampler(server.pid)
     sampler.start()
+    global SERVER
+    SERVER = sampler.process
     try:
         import httpx2
         from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
@@ -161,8 +189,11 @@ def main():
             return batch.json()["objects"][0]["actions"]["upload"]["href"]
 
         lean_put_s = best_of(args.repeats, lambda: lean_put(port, upload_href(), source), before=forget_blob)
-        lean_get_s = best_of(args.repeats, lambda: lean_get(
-            port, f"/datasets/{repo_id}/resolve/main/data/big-0.parquet", work / "lean.parquet"))
+        resolve_path = f"/datasets/{repo_id}/resolve/main/data/big-0.parquet"
+        lean_get_s = best_of(args.repeats, lambda: lean_get(port, resolve_path, work / "lean.parquet"))
+        httpx_put_s = best_of(args.repeats, lambda: httpx_put(upload_href(), source), before=forget_blob)
+        httpx_get_s = best_of(args.repeats, lambda: httpx_get(os.environ["HF_ENDPOINT"] + resolve_path,
+                                                              work / "lean.parquet"))
         time.sleep(0.05)
     finally:
         sampler.stop.set()
@@ -173,18 +204,24 @@ def main():
 
     mb = size / 1e6
 
-    def line(label, seconds, ratio=True):
-        extra = f"  {seconds / copy_s:4.1f}x disk copy time" if ratio else ""
-        print(f"{label:<46} {seconds:6.3f} s {mb / seconds:8.1f} MB/s{extra}")
+    def line(label, run, ratio=True):
+        seconds, client_cpu, server_cpu = run
+        extra = f" {seconds / copy_s[0]:5.1f}x" if ratio else " " * 6
+        print(f"{label:<50} {seconds:6.3f} s {mb / seconds:7.1f} MB/s{extra}   CPU s: "
+              f"bench process {client_cpu:5.2f}, emulator {server_cpu:5.2f}")
 
-    print(f"command: python bench/bench_hub_transfer.py --size-mb {args.size_mb} --repeats {args.repeats}")
-    print(f"file: {mb:.1f} MB Parquet; best of {args.repeats} runs each")
+    root = "" if args.emulator_root == REPO_ROOT else f" --emulator-root {args.emulator_root}"
+    print(f"command: python bench/bench_hub_transfer.py --size-mb {args.size_mb} --repeats {args.repeats}{root}")
+    print(f"load average before: {load_before}, after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"file: {mb:.1f} MB Parquet; best of {args.repeats} runs each; ratio = time / disk copy time")
     line("disk copy (shutil.copyfile)", copy_s, ratio=False)
     line("upload: create_commit (huggingface_hub, LFS)", upload_s)
     line("download: hf_hub_download (empty cache)", download_s)
     line("client-side floor: sha256 of the file", sha_s)
     line("emulator alone: PUT via http.client", lean_put_s)
     line("emulator alone: GET via http.client", lean_get_s)
+    line("PUT via httpx2 (the client's HTTP stack)", httpx_put_s)
+    line("GET via httpx2, 10 MiB chunks (as hf_hub_download)", httpx_get_s)
     print(f"emulator RSS: idle {idle_rss / 2**20:.0f} MiB, peak {sampler.peak / 2**20:.0f} MiB")
 
 

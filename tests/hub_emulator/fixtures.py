@@ -65,15 +65,15 @@ class HubEmulator:
         self.control("DELETE", "requests")
 
 
-def start_emulator(port, data_dir, users, orgs, timeout=30):
-    """Start ``python -m tests.hub_emulator`` and wait until it answers."""
+def start_emulator(port, data_dir, users, orgs, timeout=30, root=REPO_ROOT):
+    """Start ``python -m tests.hub_emulator`` (from checkout ``root``) and wait until it answers."""
     args = [sys.executable, "-m", "tests.hub_emulator", "--port", str(port), "--data", str(data_dir)]
     for user in users:
         args += ["--user", user]
     for org in orgs:
         args += ["--org", org]
     log = open(Path(data_dir) / "server.log", "ab")
-    process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(args, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

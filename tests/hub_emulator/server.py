@@ -160,6 +160,9 @@ class App:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "vdata-hub-emulator/1.0"
+    # Without TCP_NODELAY a response written in two pieces (headers, then body) can wait for the
+    # client's delayed ACK (up to 40 ms on Linux) on every keep-alive request.
+    disable_nagle_algorithm = True
 
     def do_GET(self):
         self.dispatch()
@@ -198,11 +201,11 @@ class Handler(BaseHTTPRequestHandler):
         for key, value in response.headers.items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(length))
-        self.end_headers()
-        if self.command == "HEAD" or not length:
-            return
-        if response.file is None:
-            self.wfile.write(response.body)
+        self._headers_buffer.append(b"\r\n")
+        if response.file is None and self.command != "HEAD":
+            self._headers_buffer.append(response.body)  # headers and body in one write
+        self.flush_headers()
+        if self.command == "HEAD" or response.file is None or not length:
             return
         with open(response.file, "rb") as f:
             offset, left = response.offset, length
