@@ -26,10 +26,11 @@ import pyarrow.compute as pc
 
 from vdata_hub import quality
 from vdata_hub.errors import ValidationFailed
-from vdata_hub.records import ARROW_SCHEMA, RECORD_FIELDS, mix64, text_hashes, text_words, word_hashes
+from vdata_hub.records import ARROW_SCHEMA, PUNCTUATION, RECORD_FIELDS, text_hashes, text_words, word_hashes
 from vdata_hub.resources import CARD_DIR
 
 BATCH_ROWS = 8192
+DECIDE_ROWS = 65536  # duplicates are decided for runs of this many rows, then the run goes to the sink
 WORKERS = 4  # threads checking batches at once (at most the number of CPUs)
 DEFAULT_BLOCKLIST = CARD_DIR / "blocklist.txt"
 
@@ -223,18 +224,31 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
         row = _check_batch(batch, rules, blocklist, counts, cache, clean=sink is not None)
         return start, start + batch.num_rows, row, counts
 
+    undecided: list = []  # (start, end, per-row reasons, ids, clean batch) not decided yet
+
     def store(done) -> None:
         start, end, row, counts = done.result()
         hashes[start:end] = row["hashes"]
         flags[start:end] = row["flags"]
         suspicious[start:end] = row["suspicious"]
         signatures[start:end] = row["signatures"]
-        reasons[start:end] = seen.decide(start, row["reasons"], row["hashes"], row["ids"])
         scrubbed.update(counts)
-        if sink is not None:
+        undecided.append((start, end, row["reasons"], row["ids"], row.get("clean")))
+        if end - undecided[0][0] >= DECIDE_ROWS:
+            decide()
+
+    def decide() -> None:
+        """Duplicates of a run of batches (larger runs: less work per row for the kept arrays)."""
+        if not undecided:
+            return
+        first, last = undecided[0][0], undecided[-1][1]
+        reasons[first:last] = seen.decide(first, np.concatenate([item[2] for item in undecided]),
+                                          hashes[first:last], [i for item in undecided for i in item[3]])
+        for start, end, _, _, clean in undecided:
             keep = reasons[start:end] == 0
-            if keep.any():
-                sink(row["clean"].filter(pa.array(keep)))
+            if sink is not None and keep.any():
+                sink(clean.filter(pa.array(keep)))
+        undecided.clear()
 
     # Arrow and numpy kernels release the GIL: a few batches in flight use the machine's cores,
     # and the window keeps memory bounded.
@@ -254,6 +268,7 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
                 store(pending.popleft())
         while pending:
             store(pending.popleft())
+        decide()
     report = ValidationReport(total=total, reasons=reasons, scrubbed=+scrubbed, _source=source,
                               _hashes=hashes, _flags=flags, _suspicious=suspicious, _rules=rules)
     report.flagged = Counter({"boilerplate": int((flags & (reasons == 0)).sum())}) if flags.any() else Counter()
@@ -352,7 +367,7 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
                 pattern = EMAIL if kind == "email" else PHONE
                 scrubbed[kind] += int(pc.sum(pc.count_substring_regex(text.take(pa.array(rows)), pattern)).as_py())
         text = scrubbed_text
-    tokens = text_words(text)
+    tokens = _words(text)
     encoded = pc.dictionary_encode(tokens[0])  # one hash-table pass: distinct words and their indices
     codes = np.asarray(encoded.indices, np.int64)
     vocabulary = encoded.dictionary.to_pylist()
@@ -372,6 +387,25 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
     if clean:
         row["clean"] = _canonical(batch, text, hashes, boilerplate)
     return row
+
+
+# Characters outside the ASCII fast path of _words: non-ASCII, and the separators \x1c-\x1f that
+# Arrow's Unicode split treats as white space and its ASCII split does not.
+NOT_PLAIN_ASCII = r"[^\x00-\x1b\x20-\x7f]"
+ASCII_PUNCTUATION = "".join(c for c in PUNCTUATION if c.isascii())
+
+
+def _words(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """records.text_words (what text hashes and shingles are made of), with the cheaper ASCII
+    kernels when no text of the batch needs the Unicode ones (NFKC and Unicode lower case are the
+    identity on ASCII; the non-ASCII punctuation cannot occur): same words, a third less time."""
+    if len(text) == 0 or _bool(pc.match_substring_regex(text, NOT_PLAIN_ASCII)).any():
+        return text_words(text)
+    lists = pc.ascii_split_whitespace(pc.ascii_lower(text))
+    words = pc.ascii_trim(pc.list_flatten(lists), ASCII_PUNCTUATION)
+    rows = np.asarray(pc.list_parent_indices(lists), np.int64)
+    keep = np.asarray(pc.not_equal(words, "").fill_null(False), bool)
+    return words.filter(pa.array(keep)), rows[keep]
 
 
 def _bool(array) -> np.ndarray:
@@ -495,41 +529,57 @@ SIGNATURE_BINS = 64  # 16-bit values: 128 bytes per row
 # LSH: 16 bands of 4 bins; pairs above ~0.5 Jaccard become candidates, then are verified.
 EMPTY_BIN = np.uint16(0xFFFF)
 def _signatures(token_hash: np.ndarray, rows: np.ndarray, n: int, k: int) -> np.ndarray:
-    """MinHash signature per row over word k-shingles (one-permutation hashing into bins); rows
-    with fewer than k words stay empty."""
-    signatures = np.full((n, SIGNATURE_BINS), EMPTY_BIN, np.uint16)
+    """MinHash signature per row over word k-shingles (one-permutation hashing into bins: the top
+    6 bits of a shingle's 32-bit hash pick its bin, the low 16 bits are its value); rows with fewer
+    than k words stay empty. 32-bit arithmetic, in place: this runs over every word."""
     if len(token_hash) < k:
-        return signatures
+        return np.full((n, SIGNATURE_BINS), EMPTY_BIN, np.uint16)
     count = len(token_hash) - k + 1
-    shingle = token_hash[:count].copy()
+    words = (token_hash >> np.uint64(32)).astype(np.uint32)
     with np.errstate(over="ignore"):
+        h = words[:count].copy()
         for j in range(1, k):
-            shingle = shingle * np.uint64(0x100000001B3) + token_hash[j:j + count]
-        same_row = rows[:count] == rows[k - 1:k - 1 + count]
-        h = mix64(shingle[same_row])
-    owner = rows[:count][same_row]
-    bins = (h >> np.uint64(58)).astype(np.int64)
-    values = ((h >> np.uint64(16)) % np.uint64(0xFFFF)).astype(np.uint16)  # never EMPTY_BIN
-    np.minimum.at(signatures.reshape(-1), owner * SIGNATURE_BINS + bins, values)
-    return _densify(signatures)
+            h *= np.uint32(0x01000193)
+            h += words[j:j + count]
+        h ^= h >> np.uint32(16)  # murmur3's finaliser
+        h *= np.uint32(0x85EBCA6B)
+        h ^= h >> np.uint32(13)
+        h *= np.uint32(0xC2B2AE35)
+        h ^= h >> np.uint32(16)
+    owner = rows[:count].astype(np.int32)
+    owner[owner != rows[k - 1:k - 1 + count]] = n  # shingles across two texts go to a spare row
+    slot = owner * np.int32(SIGNATURE_BINS) + (h >> np.uint32(26)).astype(np.int32)
+    values = np.minimum(h.astype(np.uint16), np.uint16(EMPTY_BIN - 1))
+    spare = np.full((n + 1, SIGNATURE_BINS), EMPTY_BIN, np.uint16)
+    np.minimum.at(spare.reshape(-1), slot, values)
+    return _densify(spare[:n])
 
 
 def _densify(signatures: np.ndarray) -> np.ndarray:
     """Fill each empty bin from the next non-empty bin (cyclically), mixed with the distance, so
-    short texts still compare (rotation densification)."""
+    short texts still compare (rotation densification). One step of distance at a time, over the
+    rows that still have holes: the runs of empty bins are short."""
     empty = signatures == EMPTY_BIN
-    partial = np.flatnonzero(empty.any(axis=1) & ~empty.all(axis=1))
-    if len(partial) == 0:
+    rows = np.flatnonzero(empty.any(axis=1) & ~empty.all(axis=1))
+    if len(rows) == 0:
         return signatures
-    sub, hole = signatures[partial], empty[partial]
-    bins = np.arange(SIGNATURE_BINS, dtype=np.int32)
-    positions = np.where(hole, np.int32(4 * SIGNATURE_BINS), bins)
-    following = np.minimum.accumulate(positions[:, ::-1], axis=1)[:, ::-1]
-    following = np.where(following >= SIGNATURE_BINS, following[:, :1] + SIGNATURE_BINS, following)
-    source = np.take_along_axis(sub, following % SIGNATURE_BINS, axis=1).astype(np.uint32)
-    with np.errstate(over="ignore"):
-        mixed = source * np.uint32(0x9E3779B1) + (following - bins).astype(np.uint32) * np.uint32(0x85EBCA77)
-    signatures[partial] = np.where(hole, (mixed % np.uint32(0xFFF1)).astype(np.uint16), sub)
+    original, hole = signatures[rows], empty[rows]
+    filled = original.copy()
+    active = np.arange(len(rows))
+    distance = 0
+    while len(active):
+        distance += 1
+        source = np.roll(original[active], -distance, axis=1)  # source[:, i] = bin i + distance
+        fill = hole[active] & (source != EMPTY_BIN)
+        with np.errstate(over="ignore"):
+            mixed = source[fill].astype(np.uint32) * np.uint32(0x9E3779B1) + np.uint32(distance * 0x85EBCA77 % 2**32)
+        block = filled[active]
+        block[fill] = (mixed % np.uint32(0xFFF1)).astype(np.uint16)
+        filled[active] = block
+        left = hole[active] & ~fill
+        hole[active] = left
+        active = active[left.any(axis=1)]
+    signatures[rows] = filled
     return signatures
 
 
@@ -540,19 +590,19 @@ class _Seen:
       per-row checks (the earlier one is kept);
     - duplicate_of_main: the text hash is already on main;
     - near_duplicate: LSH banding (16 bands of 4 bins) gives each row a candidate per band, the
-      first earlier live row with the same band; a candidate whose estimated Jaccard similarity
-      reaches the threshold makes the row a near duplicate of it.
-    Kept: sorted arrays of text hashes and band keys (8 bytes each per row), and the ids."""
+      first live row with the same band; a candidate whose estimated Jaccard similarity reaches
+      the threshold makes the row a near duplicate of it.
+    Kept per row: its text hash and 16 band keys with their first rows (in _FirstRows), its id."""
+
+    BANDS = SIGNATURE_BINS // 4
 
     def __init__(self, known: np.ndarray | None, signatures: np.ndarray, threshold: float):
         self.known = np.unique(np.asarray(known, np.int64)) if known is not None and len(known) else None
         self.signatures = signatures  # all rows' signatures, filled in before decide() is called
         self.threshold = threshold
-        self.hashes = np.zeros(0, np.int64)
+        self.hashes = _FirstRows()
         self.ids: set = set()
-        bands = SIGNATURE_BINS // 4
-        self.band_keys = [np.zeros(0, np.uint64) for _ in range(bands)]
-        self.band_rows = [np.zeros(0, np.int64) for _ in range(bands)]
+        self.bands = [_FirstRows() for _ in range(self.BANDS)]
 
     def decide(self, start: int, reasons: np.ndarray, hashes: np.ndarray, ids: list) -> np.ndarray:
         """The final reasons of rows start.. given their per-row reasons (0 = passed so far)."""
@@ -560,21 +610,20 @@ class _Seen:
         live = np.flatnonzero(reasons == 0)
         if len(live) == 0:
             return reasons
-        later = _repeated(hashes[live], self.hashes)
-        self.hashes = _insert_sorted(self.hashes, np.unique(hashes[live]))
-        live_ids = [ids[i] for i in live]
+        keys = hashes[live].view(np.uint64)
+        later = self.hashes.first(keys, start + live) != start + live
         earlier, first = self.ids, {}
-        for i, key in enumerate(live_ids):
+        for j, i in enumerate(live.tolist()):
+            key = ids[i]
             if key in earlier or key in first:
-                later[i] = True
+                later[j] = True
             else:
                 first[key] = i
         earlier.update(first)
         reasons[live[later]] = CODE["duplicate"]
         if self.known is not None:
             live = np.flatnonzero(reasons == 0)
-            on_main = _contains(self.known, hashes[live])
-            reasons[live[on_main]] = CODE["duplicate_of_main"]
+            reasons[live[_contains(self.known, hashes[live])]] = CODE["duplicate_of_main"]
         self._near(start, reasons)
         return reasons
 
@@ -584,35 +633,52 @@ class _Seen:
         if len(live) == 0:
             return
         rows = start + live  # row numbers in the whole contribution
-        keys = np.ascontiguousarray(sig[live]).view(np.uint64)  # each band of 4 16-bit bins as one key
-        near = np.zeros(len(live), bool)
-        for band in range(keys.shape[1]):
-            key, known_keys, known_rows = keys[:, band], self.band_keys[band], self.band_rows[band]
-            # first row with this key in the batch, and the first before the batch (if any)
-            unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-            rep = rows[first][inverse]
-            at = np.searchsorted(known_keys, unique)
-            found = np.zeros(len(unique), bool)
-            if len(known_keys):
-                nearest = np.minimum(at, len(known_keys) - 1)
-                found = known_keys[nearest] == unique
-                rep = np.where(found[inverse], known_rows[nearest][inverse], rep)
-            self.band_keys[band] = np.insert(known_keys, at[~found], unique[~found])
-            self.band_rows[band] = np.insert(known_rows, at[~found], rows[first][~found])
-            candidates = np.flatnonzero((rep != rows) & ~near)
-            if len(candidates):
-                similarity = (sig[live[candidates]] == self.signatures[rep[candidates]]).mean(axis=1)
-                near[candidates[similarity >= self.threshold]] = True
-        reasons[live[near]] = CODE["near_duplicate"]
+        keys = np.ascontiguousarray(sig[live]).view(np.uint64)  # (rows, bands): 4 16-bit bins as one key
+        rep = np.stack([self.bands[band].first(keys[:, band], rows) for band in range(self.BANDS)], axis=1)
+        other = rep != rows[:, None]
+        if not other.any():
+            return
+        pairs = np.unique(np.stack([np.broadcast_to(rows[:, None], rep.shape)[other], rep[other]], axis=1), axis=0)
+        similarity = (self.signatures[pairs[:, 0]] == self.signatures[pairs[:, 1]]).mean(axis=1)
+        near = np.unique(pairs[similarity >= self.threshold, 0])
+        reasons[near - start] = CODE["near_duplicate"]
 
 
-def _repeated(keys: np.ndarray, earlier: np.ndarray) -> np.ndarray:
-    """For each key: is it in `earlier` (sorted) or earlier in `keys` itself."""
-    repeated = _contains(earlier, keys)
-    _, first = np.unique(keys, return_index=True)
-    again = np.ones(len(keys), bool)
-    again[first] = False
-    return repeated | again
+class _FirstRows:
+    """64-bit key -> the first row that had it, as sorted arrays in two levels: a small recent one
+    that each batch is merged into, and a large one the recent level is merged into when it grows
+    past a quarter of it, so adding a batch costs about the recent level's size, not everything."""
+
+    def __init__(self):
+        empty = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
+        self.levels = [empty, empty]
+
+    def first(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For each key (in row order), the first row with that key among those seen before and
+        these; then these are remembered."""
+        order = np.argsort(keys)  # not stable (faster): the first row of each key is taken below
+        ordered = keys[order]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]]
+        group = np.cumsum(starts) - 1
+        unique, first_row = ordered[starts], np.minimum.reduceat(rows[order], np.flatnonzero(starts))
+        new = np.ones(len(unique), bool)
+        for level_keys, level_rows in self.levels:
+            if len(level_keys):
+                at = np.minimum(np.searchsorted(level_keys, unique), len(level_keys) - 1)
+                seen = level_keys[at] == unique
+                first_row[seen] = level_rows[at[seen]]
+                new &= ~seen
+        self.levels[1] = _merge(self.levels[1], unique[new], first_row[new])
+        if len(self.levels[1][0]) > max(1 << 20, len(self.levels[0][0]) // 4):
+            self.levels = [_merge(self.levels[0], *self.levels[1]), (np.zeros(0, np.uint64), np.zeros(0, np.int64))]
+        result = np.empty(len(keys), np.int64)
+        result[order] = first_row[group]
+        return result
+
+
+def _merge(level: tuple, keys: np.ndarray, rows: np.ndarray) -> tuple:
+    at = np.searchsorted(level[0], keys)
+    return np.insert(level[0], at, keys), np.insert(level[1], at, rows)
 
 
 def _contains(sorted_values: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -620,9 +686,3 @@ def _contains(sorted_values: np.ndarray, keys: np.ndarray) -> np.ndarray:
         return np.zeros(len(keys), bool)
     at = np.minimum(np.searchsorted(sorted_values, keys), len(sorted_values) - 1)
     return sorted_values[at] == keys
-
-
-def _insert_sorted(sorted_values: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """`sorted_values` with the (sorted, distinct) `new` values not yet in it."""
-    new = new[~_contains(sorted_values, new)]
-    return np.insert(sorted_values, np.searchsorted(sorted_values, new), new)
