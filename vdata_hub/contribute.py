@@ -81,7 +81,7 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
     seconds = {"check_main": time.perf_counter() - clock}
     with tempfile.TemporaryDirectory(prefix="vdata-contribute-") as tmp:
         clock = time.perf_counter()
-        writer = ShardWriter(Path(tmp))
+        writer = ShardWriter(Path(tmp), background=True)
         try:
             report = validate(table, known_hashes=main.hashes, rules=rules, sink=writer.write)
         finally:
@@ -207,15 +207,41 @@ def find_contribution(hf_api, repo: str, contribution_id: str, token: str | None
 
 class ShardWriter:
     """One zstd Parquet file per bias axis, written as batches arrive (memory: at most one row
-    group per axis), with the counts the manifest needs."""
+    group per axis), with the counts the manifest needs. With `background`, `write` only queues
+    the batch and a thread writes it (Parquet encoding and zstd release the GIL), so the caller
+    goes on checking the next batches on the other core."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, background: bool = False):
         self.folder = folder
         self.writers, self.buffers, self.rows = {}, {}, Counter()
         self.stats = {name: Counter() for name in ("bias_axis", "domain", "task", "model")}
         self.stats.update(spec_sha=set(), generator_version=set(), input_tokens=0, output_tokens=0, cost_usd=0.0)
+        self.queue = self.thread = self.error = None
+        if background:
+            import queue
+            import threading
+
+            self.queue = queue.Queue(maxsize=16)  # bounded: a slow disk holds validation back
+            self.thread = threading.Thread(target=self._drain, name="vdata-shard-writer", daemon=True)
+            self.thread.start()
+
+    def _drain(self) -> None:
+        while (batch := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._write(batch)
+                except BaseException as exc:  # noqa: BLE001 -- re-raised by close()
+                    self.error = exc
 
     def write(self, batch: pa.RecordBatch) -> None:
+        if self.queue is None:
+            self._write(batch)
+            return
+        if self.error is not None:
+            raise self.error
+        self.queue.put(batch)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
         _update_stats(self.stats, batch)
         axes = batch.column(ARROW_SCHEMA.get_field_index("bias_axis"))
         values = pc.unique(axes).to_pylist()
@@ -238,6 +264,12 @@ class ShardWriter:
             self.buffers[axis] = []
 
     def close(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+            if self.error is not None:
+                raise self.error
         for axis in list(self.buffers):
             self._flush(axis)
         for writer in self.writers.values():

@@ -557,29 +557,33 @@ def _signatures(token_hash: np.ndarray, rows: np.ndarray, n: int, k: int) -> np.
 
 def _densify(signatures: np.ndarray) -> np.ndarray:
     """Fill each empty bin from the next non-empty bin (cyclically), mixed with the distance, so
-    short texts still compare (rotation densification). One step of distance at a time, over the
-    rows that still have holes: the runs of empty bins are short."""
+    short texts still compare (rotation densification). One step of distance at a time: the first
+    step over the whole array fills most holes, the next ones only the rows still holding some."""
     empty = signatures == EMPTY_BIN
-    rows = np.flatnonzero(empty.any(axis=1) & ~empty.all(axis=1))
-    if len(rows) == 0:
+    hole = empty & ~empty.all(axis=1)[:, None]  # rows with no shingle at all stay empty
+    if not hole.any():
         return signatures
-    original, hole = signatures[rows], empty[rows]
-    filled = original.copy()
-    active = np.arange(len(rows))
+    original = signatures.copy()
+    rows = None  # None: every row
     distance = 0
-    while len(active):
+    while rows is None or len(rows):
         distance += 1
-        source = np.roll(original[active], -distance, axis=1)  # source[:, i] = bin i + distance
-        fill = hole[active] & (source != EMPTY_BIN)
+        source = np.roll(original if rows is None else original[rows], -distance, axis=1)  # bin i + distance
+        left = hole if rows is None else hole[rows]
+        fill = left & (source != EMPTY_BIN)
         with np.errstate(over="ignore"):
             mixed = source[fill].astype(np.uint32) * np.uint32(0x9E3779B1) + np.uint32(distance * 0x85EBCA77 % 2**32)
-        block = filled[active]
-        block[fill] = (mixed % np.uint32(0xFFF1)).astype(np.uint16)
-        filled[active] = block
-        left = hole[active] & ~fill
-        hole[active] = left
-        active = active[left.any(axis=1)]
-    signatures[rows] = filled
+        mixed = (mixed % np.uint32(0xFFF1)).astype(np.uint16)
+        left &= ~fill
+        if rows is None:
+            signatures[fill] = mixed
+            rows = np.flatnonzero(left.any(axis=1))
+        else:
+            block = signatures[rows]
+            block[fill] = mixed
+            signatures[rows] = block
+            hole[rows] = left
+            rows = rows[left.any(axis=1)]
     return signatures
 
 
