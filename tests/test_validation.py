@@ -182,3 +182,52 @@ def test_many_rows_in_batches_match_single_pass(monkeypatch):
     table = report.accepted_table()
     assert table.num_rows == 2_999 and "[email]" in table.column("text")[1_500].as_py()
     assert np.unique(report.accepted_hashes()).size == 2_999
+
+
+TRICKY_TEXTS = ["Hello, World!", "tab\there\nnew  line", "«Quoted» — dash, “curly” ‘quotes’…", "", "  ...  ",
+                "don't (stop) e.g. x-y", "Ünïcode ﬁ LIGATURE", "x\x1fy z", "a\x1cb", "ＦＵＬＬ width",
+                " ".join(["long"] * 5000), "Mixed CASE and 123 numbers; 34-year-old"]
+
+
+@pytest.mark.parametrize("texts", [TRICKY_TEXTS, [t for t in TRICKY_TEXTS if t.isascii()],
+                                   ["plain ascii only", "two  spaces, and. punctuation!"]])
+def test_fast_words_and_hashes_equal_the_record_definitions(texts):
+    """Validation's faster word splitting and hashing give exactly records.text_words/text_hashes
+    (the hashes stored in every shard), on ASCII-only batches and on mixed ones."""
+    from vdata_hub.records import text_words, word_hashes
+    from vdata_hub.validation import _text_hashes, _words
+
+    array = pa.array(texts, pa.string())
+    words, rows = _words(array)
+    expected_words, expected_rows = text_words(array)
+    assert words.to_pylist() == expected_words.to_pylist() and rows.tolist() == expected_rows.tolist()
+    assert _text_hashes(len(texts), rows, word_hashes(words)).tolist() == text_hashes(array).to_pylist()
+
+
+def test_streamed_decisions_equal_the_whole_contribution_at_once(monkeypatch):
+    """Duplicates decided run by run (as contribute streams rows to the shard writer) give the
+    same reasons and rows as one run over everything."""
+    import vdata_hub.validation as validation
+
+    rng = random.Random(7)
+    rows = [make_row(i) for i in range(2_000)]
+    for i in range(1, 2_000, 7):  # exact, id and near duplicates of earlier rows, across runs
+        j = rng.randrange(i)
+        kind = rng.choice(["text", "id", "near"])
+        if kind == "text":
+            rows[i] = make_row(i, text=rows[j]["text"])
+        elif kind == "id":
+            rows[i] = make_row(i, text=story(10_000 + i), id=rows[j]["id"])
+        else:
+            words = rows[j]["text"].split()
+            words[len(words) // 2] = "zebra"
+            rows[i] = make_row(i, text=" ".join(words))
+    table = make_table(rows)
+    monkeypatch.setattr(validation, "BATCH_ROWS", 100)
+    whole = validate(table)
+    monkeypatch.setattr(validation, "DECIDE_ROWS", 300)
+    streamed_batches = []
+    streamed = validate(table, sink=streamed_batches.append)
+    assert {"duplicate", "near_duplicate"} <= set(whole.rejected)
+    assert whole.reasons.tolist() == streamed.reasons.tolist()
+    assert pa.Table.from_batches(streamed_batches, schema=ARROW_SCHEMA).equals(whole.accepted_table())

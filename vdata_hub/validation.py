@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from vdata_hub import quality
 from vdata_hub.errors import ValidationFailed
-from vdata_hub.records import ARROW_SCHEMA, PUNCTUATION, RECORD_FIELDS, text_hashes, text_words, word_hashes
+from vdata_hub.records import ARROW_SCHEMA, PUNCTUATION, RECORD_FIELDS, mix64, text_words, word_hashes
 from vdata_hub.resources import CARD_DIR
 
 BATCH_ROWS = 8192
@@ -377,7 +377,7 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
     if rules.boilerplate == "reject":
         reject(boilerplate, "boilerplate")
 
-    hashes = np.asarray(text_hashes(text, tokens, token_hash), np.int64)
+    hashes = _text_hashes(n, tokens[1], token_hash)
     if rules.check_hashes and "text_hash" in batch.schema.names:
         given = np.asarray(_column(batch, "text_hash").fill_null(0), np.int64)
         reject(given != hashes, "text_hash_mismatch")
@@ -389,9 +389,6 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
     return row
 
 
-# Characters outside the ASCII fast path of _words: non-ASCII, and the separators \x1c-\x1f that
-# Arrow's Unicode split treats as white space and its ASCII split does not.
-NOT_PLAIN_ASCII = r"[^\x00-\x1b\x20-\x7f]"
 ASCII_PUNCTUATION = "".join(c for c in PUNCTUATION if c.isascii())
 
 
@@ -399,13 +396,50 @@ def _words(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """records.text_words (what text hashes and shingles are made of), with the cheaper ASCII
     kernels when no text of the batch needs the Unicode ones (NFKC and Unicode lower case are the
     identity on ASCII; the non-ASCII punctuation cannot occur): same words, a third less time."""
-    if len(text) == 0 or _bool(pc.match_substring_regex(text, NOT_PLAIN_ASCII)).any():
+    if not _plain_ascii(text):
         return text_words(text)
     lists = pc.ascii_split_whitespace(pc.ascii_lower(text))
     words = pc.ascii_trim(pc.list_flatten(lists), ASCII_PUNCTUATION)
     rows = np.asarray(pc.list_parent_indices(lists), np.int64)
     keep = np.asarray(pc.not_equal(words, "").fill_null(False), bool)
     return words.filter(pa.array(keep)), rows[keep]
+
+
+_position_mix = np.zeros(0, np.uint64)
+
+
+def _text_hashes(n: int, rows: np.ndarray, token_hash: np.ndarray) -> np.ndarray:
+    """records.text_hashes (the same values; a test keeps them equal) with the mixed word
+    positions looked up in a table instead of recomputed for every word."""
+    global _position_mix
+    counts = np.bincount(rows, minlength=n).astype(np.uint64)
+    starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)[:-1]]).astype(np.int64)
+    position = np.arange(len(rows), dtype=np.int64) - starts[rows]
+    longest = int(counts.max()) if n else 0
+    table = _position_mix
+    if len(table) < longest:
+        table = _position_mix = mix64(np.arange(1, max(longest, 2 * len(table), 4096) + 1, dtype=np.uint64))
+    with np.errstate(over="ignore"):
+        values = mix64(token_hash ^ table[position])
+        sums = np.zeros(n, np.uint64)
+        nonempty = np.flatnonzero(counts)
+        if len(nonempty):
+            sums[nonempty] = np.add.reduceat(values, starts[nonempty])
+        hashes = mix64(sums ^ (counts * np.uint64(0x9E3779B97F4A7C15))).view(np.int64)
+    return np.where(hashes == 0, 1, hashes)
+
+
+def _plain_ascii(text: pa.Array) -> bool:
+    """ASCII without the separators \x1c-\x1f (Arrow's Unicode split treats them as white space,
+    its ASCII split does not)."""
+    if len(text) == 0 or text.null_count or not pc.all(pc.string_is_ascii(text)).as_py():
+        return False
+    data = text.buffers()[2]
+    if data is None:
+        return True
+    offsets = np.frombuffer(text.buffers()[1], np.int32 if pa.types.is_string(text.type) else np.int64)
+    chars = np.frombuffer(data, np.uint8)[offsets[text.offset]:offsets[text.offset + len(text)]]
+    return not ((chars - np.uint8(0x1C)) < 4).any()
 
 
 def _bool(array) -> np.ndarray:
