@@ -630,7 +630,8 @@ class _Seen:
     - near_duplicate: LSH banding (16 bands of 4 bins) gives each row a candidate per band, the
       first live row with the same band; a candidate whose estimated Jaccard similarity reaches
       the threshold makes the row a near duplicate of it.
-    Kept per row: its text hash and 16 band keys with their first rows (in _FirstRows), its id."""
+    Kept per distinct key: the text hash and the 16 band keys with their first row (12 bytes each,
+    in _FirstRows: about 200 bytes per row), and the ids in a set."""
 
     BANDS = SIGNATURE_BINS // 4
 
@@ -688,8 +689,7 @@ class _FirstRows:
     past a quarter of it, so adding a batch costs about the recent level's size, not everything."""
 
     def __init__(self):
-        empty = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
-        self.levels = [empty, empty]
+        self.levels = [_EMPTY_LEVEL, _EMPTY_LEVEL]
 
     def first(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """For each key (in row order), the first row with that key among those seen before and
@@ -708,15 +708,18 @@ class _FirstRows:
                 new &= ~seen
         self.levels[1] = _merge(self.levels[1], unique[new], first_row[new])
         if len(self.levels[1][0]) > max(1 << 20, len(self.levels[0][0]) // 4):
-            self.levels = [_merge(self.levels[0], *self.levels[1]), (np.zeros(0, np.uint64), np.zeros(0, np.int64))]
+            self.levels = [_merge(self.levels[0], *self.levels[1]), _EMPTY_LEVEL]
         result = np.empty(len(keys), np.int64)
         result[order] = first_row[group]
         return result
 
 
+_EMPTY_LEVEL = (np.zeros(0, np.uint64), np.zeros(0, np.int32))  # keys, rows (a contribution has < 2**31 rows)
+
+
 def _merge(level: tuple, keys: np.ndarray, rows: np.ndarray) -> tuple:
     at = np.searchsorted(level[0], keys)
-    return np.insert(level[0], at, keys), np.insert(level[1], at, rows)
+    return np.insert(level[0], at, keys), np.insert(level[1], at, rows.astype(np.int32))
 
 
 def _contains(sorted_values: np.ndarray, keys: np.ndarray) -> np.ndarray:
