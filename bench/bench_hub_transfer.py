@@ -5,7 +5,10 @@ disk copy of the same file in the same run, plus the emulator's peak RSS.
 
 The emulator runs as a subprocess (as in the tests); a thread samples its RSS every 10 ms.
 Upload = CommitOperationAdd (client sha256) + create_commit (preupload, LFS batch, PUT, verify,
-commit). Download = hf_hub_download into an empty cache (HEAD + GET).
+commit). Download = hf_hub_download into an empty cache (HEAD + GET). For context it also times
+the client's sha256 pass, the same PUT/GET through a lean http.client and through httpx2 (the
+client's HTTP stack) alone, the CPU seconds each side spends, and the latency of small requests.
+``--emulator-root`` runs the emulator of another checkout, to compare two versions.
 """
 
 import argparse
@@ -194,6 +197,11 @@ def main():
         httpx_put_s = best_of(args.repeats, lambda: httpx_put(upload_href(), source), before=forget_blob)
         httpx_get_s = best_of(args.repeats, lambda: httpx_get(os.environ["HF_ENDPOINT"] + resolve_path,
                                                               work / "lean.parquet"))
+        small_commit = iter(range(1000))
+        info_ms = 1000 * best_of(args.repeats, lambda: [api.dataset_info(repo_id) for _ in range(20)])[0] / 20
+        commit_ms = 1000 * best_of(args.repeats, lambda: [api.create_commit(
+            repo_id, [CommitOperationAdd(f"small/{next(small_commit)}.txt", b"x" * 100)], commit_message="small",
+            repo_type="dataset") for _ in range(5)])[0] / 5
         time.sleep(0.05)
     finally:
         sampler.stop.set()
@@ -222,6 +230,8 @@ def main():
     line("emulator alone: GET via http.client", lean_get_s)
     line("PUT via httpx2 (the client's HTTP stack)", httpx_put_s)
     line("GET via httpx2, 10 MiB chunks (as hf_hub_download)", httpx_get_s)
+    print(f"small requests: dataset_info {info_ms:.1f} ms, create_commit of a 100-byte file {commit_ms:.1f} ms "
+          "(mean of 20 and 5 calls, best of the repeats)")
     print(f"emulator RSS: idle {idle_rss / 2**20:.0f} MiB, peak {sampler.peak / 2**20:.0f} MiB")
 
 
