@@ -206,8 +206,8 @@ def find_contribution(hf_api, repo: str, contribution_id: str, token: str | None
 
 
 class ShardWriter:
-    """One zstd Parquet file per bias axis, written as batches arrive (memory: at most one row
-    group per axis), with the counts the manifest needs. With `background`, `write` only queues
+    """One zstd Parquet file per bias axis, written as batches arrive (memory: at most
+    ROW_GROUP_ROWS rows waiting, all axes together), with the counts the manifest needs. With `background`, `write` only queues
     the batch and a thread writes it (Parquet encoding and zstd release the GIL), so the caller
     goes on checking the next batches on the other core."""
 
@@ -221,7 +221,7 @@ class ShardWriter:
             import queue
             import threading
 
-            self.queue = queue.Queue(maxsize=16)  # bounded: a slow disk holds validation back
+            self.queue = queue.Queue(maxsize=4)  # bounded: a slow disk holds validation back
             self.thread = threading.Thread(target=self._drain, name="vdata-shard-writer", daemon=True)
             self.thread.start()
 
@@ -249,8 +249,10 @@ class ShardWriter:
             part = batch if len(values) == 1 else batch.filter(pc.equal(axes, axis))
             self.buffers.setdefault(axis, []).append(part)
             self.rows[axis] += part.num_rows
-            if sum(b.num_rows for b in self.buffers[axis]) >= ROW_GROUP_ROWS:
-                self._flush(axis)
+        # At most ROW_GROUP_ROWS rows wait in memory, all axes together: the largest buffer is
+        # written as one row group (so with several axes, row groups are smaller).
+        while sum(b.num_rows for parts in self.buffers.values() for b in parts) >= ROW_GROUP_ROWS:
+            self._flush(max(self.buffers, key=lambda a: sum(b.num_rows for b in self.buffers[a])))
 
     def _flush(self, axis: str) -> None:
         import pyarrow.parquet as pq

@@ -250,7 +250,7 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
         for start, end, _, _, clean in undecided:
             keep = reasons[start:end] == 0
             if sink is not None and keep.any():
-                sink(clean.filter(pa.array(keep)))
+                sink(clean if keep.all() else clean.filter(pa.array(keep)))  # no copy when all pass
         undecided.clear()
 
     # Arrow and numpy kernels release the GIL: a few batches in flight use the machine's cores,
@@ -354,7 +354,8 @@ def _check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", sc
     reject(row_bytes > rules.max_row_bytes, "row_too_large")
 
     big = np.asarray(pc.utf8_length(text), np.int64) > rules.max_chars
-    text = pc.if_else(pa.array(big), "", text)  # keep regexes and hashing off rejected huge rows
+    if big.any():  # keep regexes and hashing off rejected huge rows (else: the source's own array, no copy)
+        text = pc.if_else(pa.array(big), "", text)
     start = pc.utf8_slice_codeunits(text, 0, quality.REFUSAL_WINDOW)
     reject(_bool(pc.match_substring_regex(start, REFUSAL, ignore_case=True)), "refusal")
     candidates = _bool(pc.match_substring_regex(text, SCREEN))
