@@ -69,7 +69,8 @@ def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-rep
         "model": str(model), "data": str(data), "config": config, "data_revision": tuned.data_revision,
         "steps": tuned.steps, "learning_rate": tuned.learning_rate, "block_size": tuned.block_size,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "device": tuned.device,
-        "stereoset_data": before.meta["data"], "max_examples": max_examples,
+        "stereoset_data": before.meta["data"], "max_examples": max_examples or before.meta.get("max_examples"),
+        "stereoset_shard": before.meta.get("shard"),
         "perplexity": {"before": tuned.perplexity_before, "after": tuned.perplexity_after},
         "stereoset": {"before": before.results, "after": after.results},
         "notes": [INTERSENTENCE_METHOD] if "intersentence" in before.results else [],
@@ -105,6 +106,9 @@ def render_markdown(payload: dict) -> str:
     before, after = payload["stereoset"]["before"], payload["stereoset"]["after"]
     ppl = payload["perplexity"]
     subset = f", first {payload['max_examples']} examples per task" if payload.get("max_examples") else ""
+    if payload.get("stereoset_shard"):
+        picked, k = payload["stereoset_shard"].split("/")
+        subset += f", the examples at positions {picked} modulo {k} of each task"
     lines = [
         "### Bias evaluation: StereoSet before and after fine-tuning",
         "",

@@ -103,6 +103,9 @@ def test_report_reuses_finished_stages(report_run, tmp_path):
     assert reused["stereoset"] == first["stereoset"] and reused["perplexity"] == first["perplexity"]
     assert reused["steps"] == 2 and reused["data_revision"] == first["data_revision"]
     assert (out / "report.png").is_file() and "fine-tuned for 2 steps" in (out / "report.md").read_text()
+    from vdata_hub.eval.report import render_markdown
+
+    assert "positions 0,1 modulo 8 of each task" in render_markdown({**reused, "stereoset_shard": "0,1/8"})
 
     after = json.loads((out / "stereoset-after" / "results.json").read_text())
     after["intersentence"]["overall"]["Count"] = 5
