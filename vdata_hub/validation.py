@@ -694,42 +694,31 @@ class _Seen:
 
 
 class _FirstRows:
-    """64-bit key -> the first row that had it, as sorted arrays in two levels: a small recent one
-    that each batch is merged into, and a large one the recent level is merged into when it grows
-    past a quarter of it, so adding a batch costs about the recent level's size, not everything."""
+    """64-bit key -> the first row that had it, as two sorted arrays (distinct keys, first rows).
+    Adding a run of keys is one stable sort of the kept keys followed by the new ones: the kept
+    ones are already one sorted run, so the sort costs about sorting the new keys plus a merge."""
 
     def __init__(self):
-        self.levels = [_EMPTY_LEVEL, _EMPTY_LEVEL]
+        self.keys, self.rows = np.zeros(0, np.uint64), np.zeros(0, np.int32)  # < 2**31 rows
 
     def first(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """For each key (in row order), the first row with that key among those seen before and
         these; then these are remembered."""
-        order = np.argsort(keys)  # not stable (faster): the first row of each key is taken below
-        ordered = keys[order]
+        kept = len(self.keys)
+        new_order = np.argsort(keys)  # the new keys sorted (quicksort), then merged with the kept run
+        every = np.concatenate([self.keys, keys[new_order]])
+        order = np.argsort(every, kind="stable")  # two sorted runs: a merge
+        ordered = every[order]
         starts = np.r_[True, ordered[1:] != ordered[:-1]]
-        group = np.cumsum(starts) - 1
-        unique, first_row = ordered[starts], np.minimum.reduceat(rows[order], np.flatnonzero(starts))
-        new = np.ones(len(unique), bool)
-        for level_keys, level_rows in self.levels:
-            if len(level_keys):
-                at = np.minimum(np.searchsorted(level_keys, unique), len(level_keys) - 1)
-                seen = level_keys[at] == unique
-                first_row[seen] = level_rows[at[seen]]
-                new &= ~seen
-        self.levels[1] = _merge(self.levels[1], unique[new], first_row[new])
-        if len(self.levels[1][0]) > max(1 << 20, len(self.levels[0][0]) // 4):
-            self.levels = [_merge(self.levels[0], *self.levels[1]), _EMPTY_LEVEL]
+        begins = np.flatnonzero(starts)
+        every_rows = np.concatenate([self.rows, rows[new_order].astype(np.int32)])
+        first_row = np.minimum.reduceat(every_rows[order], begins)
+        self.keys, self.rows = ordered[begins], first_row
+        group = np.empty(len(every), np.int64)
+        group[order] = np.cumsum(starts) - 1
         result = np.empty(len(keys), np.int64)
-        result[order] = first_row[group]
+        result[new_order] = first_row[group[kept:]]
         return result
-
-
-_EMPTY_LEVEL = (np.zeros(0, np.uint64), np.zeros(0, np.int32))  # keys, rows (a contribution has < 2**31 rows)
-
-
-def _merge(level: tuple, keys: np.ndarray, rows: np.ndarray) -> tuple:
-    at = np.searchsorted(level[0], keys)
-    return np.insert(level[0], at, keys), np.insert(level[1], at, rows.astype(np.int32))
 
 
 def _contains(sorted_values: np.ndarray, keys: np.ndarray) -> np.ndarray:
