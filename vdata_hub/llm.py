@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gc
 import logging
 import os
 import random
@@ -32,10 +33,17 @@ PROVIDER_KEY_VARIABLES = {
     "deepseek": "DEEPSEEK_API_KEY", "openrouter": "OPENROUTER_API_KEY", "cohere": "COHERE_API_KEY",
 }
 MAX_RETRY_AFTER_S = 600.0
+_frozen = False
 
 
 def import_litellm():
-    """LiteLLM, quiet: the local price map, no telemetry, no debug output, no callbacks."""
+    """LiteLLM, quiet: the local price map, no telemetry, no debug output, no callbacks.
+
+    The first time, the garbage collector is told to leave what exists by then alone
+    (`gc.freeze`): LiteLLM's import leaves ~180 MB of long-lived objects, and every full
+    collection walked them all again, about 0.5 ms of CPU per call at full speed (cut to ~0.15).
+    """
+    global _frozen
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     os.environ.setdefault("LITELLM_LOG", "ERROR")
     os.environ.setdefault("LITELLM_TELEMETRY", "False")
@@ -46,6 +54,10 @@ def import_litellm():
     litellm.drop_params = True  # providers that lack top_p etc. still work
     for name in ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm", "httpx", "openai"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if not _frozen:
+        _frozen = True
+        gc.collect()  # garbage left by the import is freed, not frozen
+        gc.freeze()
     return litellm
 
 
