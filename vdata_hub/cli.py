@@ -252,7 +252,8 @@ class Commands:
             print("\n".join(result.summary() for result in results) or "no open pull requests")
 
     def card(self, repo=None, push=False, token=None, output=None):
-        """Render the dataset card (counts, tokens, cost, contributors, evaluation); --push commits it.
+        """Render the dataset card (counts, tokens, cost, contributors, balance statistics of the rows,
+        evaluation); --push commits it.
 
         Examples:
           vdata card                            # print the card for org/vdata
