@@ -8,7 +8,6 @@ the ids found there. The dataset in OUT is rebuilt from that journal at the end 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from vdata_hub import augment, quality
 from vdata_hub.errors import BudgetExceeded, SpecError, VdataError
 from vdata_hub.journal import Journal, Progress, write_json_atomic
 from vdata_hub.local_model import is_local
@@ -79,13 +79,6 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def _optional(module: str):
-    """A module other parts of the project provide (quality filters, augmentation, contribute)."""
-    if importlib.util.find_spec(module) is None:
-        return None
-    return importlib.import_module(module)
-
-
 def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = None, api_base: Optional[str] = None,
              num_records: Optional[int] = None, concurrency: Optional[int] = None, max_cost: Optional[float] = None,
              api_key: Optional[str] = None, dry_run: bool = False, quiet: bool = False,
@@ -117,12 +110,11 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
 
 
 def _check_augment_axes(loaded: LoadedSpec) -> None:
-    augment = loaded.spec.augment
-    module = _optional("vdata_hub.augment") if augment.counterfactual else None
-    if module is None or augment.axes is None:
+    options = loaded.spec.augment
+    if not options.counterfactual or options.axes is None:
         return
-    known = module.swappable_axes()
-    for axis in augment.axes:
+    known = augment.swappable_axes()
+    for axis in options.axes:
         if axis not in known:
             raise SpecError(f"{loaded.source}: key 'augment.axes': unknown axis {axis!r} "
                             f"(axes with swap rules: {', '.join(known)})")
@@ -192,8 +184,6 @@ class _Generation:
         self.progress = progress  # updated as records arrive: totals over the whole dataset
         self.client = LLMClient(self.spec, litellm_model, api_base, api_key)
         self.quiet = quiet
-        self.quality = _optional("vdata_hub.quality")
-        self.augment = _optional("vdata_hub.augment") if self.spec.augment.counterfactual else None
         self.params_json = to_json(self.spec.sampling.model_dump())
         self.spec_sha = self.spec.sha()
         self.resumed = len(progress.completed)
@@ -311,7 +301,7 @@ class _Generation:
             created_at=_now(), spec_sha=self.spec_sha, flags=flags,
         ).to_dict()
         self.journal.add_record(row)
-        for variant in (self.augment.counterfactuals(row, self.spec.augment.axes) if self.augment else []):
+        for variant in (augment.counterfactuals(row, self.spec.augment.axes) if self.spec.augment.counterfactual else []):
             self.journal.add_record(variant)
         self.progress.completed.add(planned.id)
         self.progress.input_tokens += result.input_tokens
@@ -323,15 +313,15 @@ class _Generation:
 
     def _quality_check(self, text: str) -> Optional[str]:
         """With `quality.drop_flagged`, a flagged reply is refused (and retried) like an empty one."""
-        if self.quality is None or not self.spec.quality.drop_flagged:
+        if not self.spec.quality.drop_flagged:
             return None
-        reasons = self.quality.check_text(text, self.spec.quality)
+        reasons = quality.check_text(text, self.spec.quality)
         return "quality: " + "; ".join(reasons) if reasons else None
 
     def _quality_flags(self, text: str) -> list:
-        if self.quality is None or self.spec.quality.drop_flagged:
+        if self.spec.quality.drop_flagged:
             return []
-        return list(self.quality.check_text(text, self.spec.quality))
+        return list(quality.check_text(text, self.spec.quality))
 
     def _show_totals(self) -> None:
         now = time.monotonic()
@@ -383,13 +373,10 @@ def _offer_contribution(out: str, summary: RunSummary, ask, say) -> None:
     elif answer not in ("a", "all"):
         say("Not contributing. You can do it later: vdata contribute " + out)
         return
-    contribute = _optional("vdata_hub.contribute")
-    if contribute is None:
-        say(f"Contributing is not available in this version yet; later run: vdata contribute {out}"
-            + (f" --part {part}" if part else ""))
-        return
+    from vdata_hub.contribute import contribute
+
     try:
-        result = contribute.contribute(out=out, part=part)
+        result = contribute(out=out, part=part)
     except VdataError as exc:
         say(f"error: {exc}\nYou can try again later: vdata contribute {out}" + (f" --part {part}" if part else ""))
         return
