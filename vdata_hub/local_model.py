@@ -80,7 +80,7 @@ def default_threads() -> int:
     """Threads for llama.cpp: half the CPUs (llama.cpp's own default, about the physical cores),
     at most 4. Its threads meet at a barrier for every token, so one thread short of a CPU
     (the client, other work) stalls them all: on 2 busy CPUs, 2 threads measured 0.6-0.8
-    tokens/s and 1 thread 10-15 (docs/benchmarks/local-model.md); and a 135M model's small
+    tokens/s and 1 thread 10-15 (docs/benchmarks.md); and a 135M model's small
     matrices gain little from more than a few threads.
     """
     return max(1, min(4, cpu_threads() // 2))
