@@ -1,11 +1,12 @@
 """`vdata pull`: export rows of the Hub dataset, or the result of one read-only SQL query, to a
 JSON Lines, text, CSV or Parquet file.
 
-Queries run in DuckDB directly over the Hub's Parquet shards (HfFileSystem registered in DuckDB),
-so a selective query fetches only the footers, row groups and columns it needs instead of the
-whole dataset. User SQL passes `sql_guard.check_query` first; then it runs on a connection locked
-down after the views exist: only the dataset's own files are readable, nothing is writable,
-configuration is locked, and memory, threads and time are capped.
+Queries run in DuckDB directly over the Hub's Parquet shards (an HfFileSystem registered in
+DuckDB, reading through shard_reader.ShardReader), so a selective query fetches only the footers,
+row groups and columns it needs instead of the whole dataset. User SQL passes
+`sql_guard.check_query` first; then it runs on a connection locked down after the views exist:
+only the dataset's own files are readable, nothing is writable, configuration is locked, and
+memory, threads and time are capped.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ ALL_ROWS_VIEW = "vdata"
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_LIMIT = "2GB"
 DEFAULT_THREADS = 2  # remote reads go through Python (fsspec): more threads read ahead more, barely faster
-READ_BLOCK_BYTES = 256 * 1024
+READ_BLOCK_BYTES = 256 * 1024  # files other than the pinned shards (DuckDB's lock-down refuses them anyway)
+READ_THREADS = 4  # background range reads: footers of a view's shards at once, read-ahead
 PINNED_MTIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 ROWS_PER_BATCH = 8192
 
@@ -102,6 +104,30 @@ def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sq
         raise VdataError("--config and --sql together: name the axis view in the query instead "
                          f"(SELECT ... FROM {config})")
     repo = resolve_repo(repo)
+    connecting = _in_background(new_connection, memory_limit)  # overlaps the Hub calls below
+    try:
+        layout, query, views = _plan(out_path, repo, revision, config, limit, sql, token)
+        if threads is None:
+            threads = 1 if has_limit(query) else DEFAULT_THREADS
+        filesystem = hub_filesystem(layout, token)
+    except BaseException:
+        _close_when_connected(connecting)
+        raise
+    try:
+        filesystem.prefetch_footers(path for files in views.values() for path in files)
+        connection = lock_down(connecting.result(), views, filesystem=filesystem, threads=threads)
+        try:
+            rows = run_to_file(connection, query, out_path, output_format, timeout=timeout, quiet=quiet,
+                               total=limit)
+        finally:
+            connection.close()
+    finally:
+        filesystem.close()
+    return PullResult(out=str(out_path), format=output_format, rows=rows, repo=repo, commit=layout.commit)
+
+
+def _plan(out_path: Path, repo, revision, config, limit, sql, token):
+    """The pinned layout, the checked query, and the views it reads."""
     layout = dataset_layout(repo, revision, token)
     views = layout.views()
     if sql is True:
@@ -114,16 +140,22 @@ def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sq
         query = f"SELECT * FROM ({query}) AS pulled LIMIT {limit}"
     # Only the views the query reads: each view costs a footer read when it is created.
     needed = tables_in(query)
-    views = {name: files for name, files in views.items() if name.lower() in needed}
-    if threads is None:
-        threads = 1 if has_limit(query) else DEFAULT_THREADS
-    connection = open_locked_connection(views, filesystem=hub_filesystem(layout, token), memory_limit=memory_limit,
-                                        threads=threads)
-    try:
-        rows = run_to_file(connection, query, out_path, output_format, timeout=timeout, quiet=quiet, total=limit)
-    finally:
-        connection.close()
-    return PullResult(out=str(out_path), format=output_format, rows=rows, repo=repo, commit=layout.commit)
+    return layout, query, {name: files for name, files in views.items() if name.lower() in needed}
+
+
+def _in_background(function, *args):
+    """Start function(*args) in a thread; return its Future."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vdata-pull")
+    future = executor.submit(function, *args)
+    executor.shutdown(wait=False)
+    return future
+
+
+def _close_when_connected(connecting) -> None:
+    if connecting.exception() is None:
+        connecting.result().close()
 
 
 def resolve_format(out_path: Path, fmt: str | None) -> str:
@@ -156,26 +188,27 @@ def _config_query(config, views: dict[str, list[str]]) -> str:
 
 
 def dataset_layout(repo: str, revision: str | None, token) -> DatasetLayout:
-    """Pin the revision to its commit and list its shards, data/<axis>/<contribution>.parquet."""
+    """Pin the revision to its commit and list its shards, data/<axis>/<contribution>.parquet.
+
+    One API call: the repo info at the revision carries its commit and, with `files_metadata`,
+    every file's size, both from the same snapshot.
+    """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     api = HfApi(token=token)
     try:
-        commit = api.dataset_info(repo, revision=revision).sha
-        entries = list(api.list_repo_tree(repo, path_in_repo="data", recursive=True, revision=commit,
-                                          repo_type="dataset"))
+        info = api.dataset_info(repo, revision=revision, files_metadata=True)
     except RevisionNotFoundError:
         raise HubError(f"revision {revision!r} not found in {repo}: use a branch, tag, commit or refs/pr/N") from None
     except RepositoryNotFoundError:
         raise HubError(f"dataset {repo} not found, or your token cannot read it (set HF_TOKEN or --repo)") from None
-    except EntryNotFoundError:
-        entries = []
-    shard_sizes = {entry.path: entry.size for entry in entries
-                   if entry.path.count("/") == 2 and entry.path.endswith(".parquet") and getattr(entry, "size", None)}
+    shard_sizes = {sibling.rfilename: sibling.size for sibling in info.siblings or []
+                   if sibling.rfilename.startswith("data/") and sibling.rfilename.count("/") == 2
+                   and sibling.rfilename.endswith(".parquet") and sibling.size}
     if not shard_sizes:
         raise HubError(f"{repo}@{revision or 'main'} has no Parquet shards under data/<axis>/: nothing to pull")
-    return DatasetLayout(repo=repo, commit=commit, shard_sizes=dict(sorted(shard_sizes.items())))
+    return DatasetLayout(repo=repo, commit=info.sha, shard_sizes=dict(sorted(shard_sizes.items())))
 
 
 def open_locked_connection(views: dict[str, list[str]], *, filesystem=None,
@@ -187,14 +220,29 @@ def open_locked_connection(views: dict[str, list[str]], *, filesystem=None,
     setting can be changed back. `filesystem` (an fsspec filesystem such as HfFileSystem) serves
     the views' URLs; without it the views read local paths.
     """
+    return lock_down(new_connection(memory_limit), views, filesystem=filesystem, threads=threads)
+
+
+def new_connection(memory_limit=DEFAULT_MEMORY_LIMIT):
+    """A fresh in-memory DuckDB database, not yet locked: pass it to lock_down before any query.
+
+    Creating one takes tens of milliseconds of native code that releases the GIL, so `pull`
+    starts it in a thread while it talks to the Hub.
+    """
     import duckdb
 
-    connection = duckdb.connect(":memory:", config={
-        "threads": int(threads), "memory_limit": str(memory_limit), "temp_directory": "",
+    return duckdb.connect(":memory:", config={
+        "threads": DEFAULT_THREADS, "memory_limit": str(memory_limit), "temp_directory": "",
         "autoinstall_known_extensions": False, "autoload_known_extensions": False,
         "python_enable_replacements": False, "allow_community_extensions": False,
     })
+
+
+def lock_down(connection, views: dict[str, list[str]], *, filesystem=None, threads=DEFAULT_THREADS):
+    """Create the views on a connection from new_connection, then lock it (see
+    open_locked_connection); the connection is closed if that fails."""
     try:
+        connection.execute(f"SET threads = {int(threads)}")
         # Read pages as the scan needs them rather than whole row groups ahead, parse each footer
         # once, and skip DuckDB's file cache (it fetched small shards whole): all three cut the
         # bytes a selective query fetches from the Hub (see docs/benchmarks/pull.md).
@@ -219,24 +267,66 @@ def open_locked_connection(views: dict[str, list[str]], *, filesystem=None,
 
 
 def hub_filesystem(layout: DatasetLayout, token):
-    """An HfFileSystem for the pinned shards that answers size and modification time from the
-    listing already fetched (files addressed by commit never change), saving API calls per file,
-    and reads in small blocks so a selective query fetches little beyond the pages it needs."""
-    from huggingface_hub import HfFileSystem, constants
+    """An HfFileSystem for the pinned shards that reads them through ShardReaders (footers in
+    parallel, column-chunk-sized range reads, read-ahead: see shard_reader.py) and answers glob,
+    size and modification time from the listing already fetched (files addressed by commit never
+    change), so DuckDB's file checks cost no API call. `prefetch_footers(urls)` starts the
+    footer reads; `close()` waits for reads in flight and stops the reading threads."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    known = {layout.url(path)[len("hf://"):]: size for path, size in layout.shard_sizes.items()}
+    from huggingface_hub import HfFileSystem, constants, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
+
+    from vdata_hub.shard_reader import ShardFile, ShardReader
+
+    executor = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="vdata-pull-read")
+    headers = build_hf_headers(token=token)
+
+    def fetcher(path: str):
+        url = hf_hub_url(layout.repo, path, repo_type="dataset", revision=layout.commit, endpoint=constants.ENDPOINT)
+
+        def fetch(start: int, end: int) -> bytes:
+            response = http_backoff("GET", url, headers={**headers, "range": f"bytes={start}-{end - 1}"},
+                                    timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
+            hf_raise_for_status(response)
+            return response.content
+        return fetch
+
+    readers = {layout.url(path)[len("hf://"):]: ShardReader(size, fetcher(path), executor)
+               for path, size in layout.shard_sizes.items()}
 
     class PinnedHfFileSystem(HfFileSystem):
         def info(self, path, refresh=False, revision=None, **kwargs):
             name = str(path).removeprefix("hf://")
-            if name in known:
-                return {"name": name, "size": known[name], "type": "file"}
+            if name in readers:
+                return {"name": name, "size": readers[name].size, "type": "file"}
             return super().info(path, refresh=refresh, revision=revision, **kwargs)
 
         def modified(self, path, **kwargs):
-            if str(path).removeprefix("hf://") in known:
+            if str(path).removeprefix("hf://") in readers:
                 return PINNED_MTIME
             return super().modified(path, **kwargs)
+
+        def glob(self, path, maxdepth=None, **kwargs):
+            name = str(path).removeprefix("hf://")
+            if name in readers:
+                return [name]
+            return super().glob(path, maxdepth=maxdepth, **kwargs)
+
+        def _open(self, path, mode="rb", block_size=None, revision=None, **kwargs):
+            name = str(path).removeprefix("hf://")
+            if mode == "rb" and revision is None and name in readers:
+                return ShardFile(readers[name])
+            return super()._open(path, mode=mode, block_size=block_size, revision=revision, **kwargs)
+
+        def prefetch_footers(self, urls):
+            for url in urls:
+                reader = readers.get(str(url).removeprefix("hf://"))
+                if reader is not None:
+                    reader.prefetch_tail()
+
+        def close(self):
+            executor.shutdown(wait=True, cancel_futures=True)
 
     return PinnedHfFileSystem(endpoint=constants.ENDPOINT, token=token, skip_instance_cache=True,
                               block_size=READ_BLOCK_BYTES)
