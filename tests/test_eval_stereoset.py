@@ -104,6 +104,43 @@ def test_batched_scores_equal_one_sentence_at_a_time(tiny_gpt2, stereoset_dev):
     assert batched[0] == pytest.approx(expected, abs=1e-5)
 
 
+def plain_logprobs(model, sequence, first):
+    """log p(token | everything before it) from one unbatched pass: what every batched path must give."""
+    import torch
+
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model(input_ids=torch.tensor([sequence])).logits[0].float(), dim=-1)
+    return [logprobs[j - 1, sequence[j]].item() for j in range(first, len(sequence))]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 64])
+@pytest.mark.parametrize("split_head", [True, False])
+def test_shared_prefixes_and_packing_give_the_plain_pass(tiny_gpt2, batch_size, split_head, monkeypatch):
+    """Sequences sharing prefixes of every length (also a duplicate, one that is the start of
+    another, one of a single token), packed in batches of any size, score exactly as one plain
+    pass each; also when the model cannot be split into body and vocabulary projection."""
+    from vdata_hub.eval.likelihood import shared_prefix_groups, token_logprobs
+    from vdata_hub.eval.models import load_model
+
+    lm = load_model(str(tiny_gpt2), "cpu")
+    if not split_head:
+        monkeypatch.setattr(lm.model, "get_output_embeddings", lambda: None)
+    encode = [lm.tokenizer(text)["input_ids"] for text in (
+        "The chess player was hispanic.", "The chess player was fox.", "The chess player was asian.",
+        "The chess player was asian.", "The chess player", "The nurse is kind.", "Ghana is hot", "Hi")]
+    sequences = [[50256] + ids for ids in encode] + encode
+    first_scored = [3] * len(encode) + [1] * len(encode)
+    first_scored[len(encode) - 1] = 1  # "<|endoftext|>Hi": score both tokens
+    batched = token_logprobs(lm.model, sequences, first_scored, batch_size=batch_size)
+    for sequence, first, logprobs in zip(sequences, first_scored, batched):
+        assert logprobs == pytest.approx(plain_logprobs(lm.model, sequence, first), abs=1e-5)
+    groups = shared_prefix_groups(sequences, max_members=batch_size)
+    assert sorted(i for members, _ in groups for i in members) == list(range(len(sequences)))
+    assert all(len(members) <= batch_size for members, _ in groups)
+    if batch_size >= 3:  # the three chess sentences share "The chess player was"
+        assert max(prefix for _, prefix in groups) >= len(lm.tokenizer("The chess player was")["input_ids"])
+
+
 @pytest.fixture(scope="module")
 def cli_run(tiny_gpt2, stereoset_dev, tmp_path_factory):
     out = tmp_path_factory.mktemp("stereoset") / "results"
