@@ -238,6 +238,30 @@ def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, fak
     assert requests_before <= summary.resumed + 4  # only records in flight at the kill were asked twice
 
 
+def test_resume_reads_back_each_planned_id_done_once_and_nothing_else(tmp_path):
+    from vdata_hub.journal import Journal, PlannedIds
+
+    planned = [p.id for p in plan_records(load_spec(write_spec(tmp_path, num_records=40)))]
+    planned_ids = PlannedIds(iter(planned))
+    assert len(planned_ids) == 40 and all(record_id in planned_ids for record_id in planned)
+    assert not any(other in planned_ids for other in ("0" * 24, planned[0][:-1], planned[0] + "0", None, 7))
+    journal = Journal(tmp_path / "out").open()
+    other_plan = "f" * 24
+    for record_id in planned[:25] + planned[:5] + [other_plan]:  # five written twice
+        journal.add_record({"id": record_id, "text": "t", "input_tokens": 1, "output_tokens": 2, "cost_usd": 0.5})
+    journal.add_record({"id": "a" * 24, "source_id": planned[0], "augmented": True, "input_tokens": 9})
+    journal.close()
+
+    journal = Journal(tmp_path / "out").open()
+    progress = journal.load(planned_ids)
+    journal.close()
+    assert [record_id in progress.completed for record_id in planned] == [True] * 25 + [False] * 15
+    assert other_plan not in progress.completed and len(progress.completed) == 25
+    assert (progress.input_tokens, progress.output_tokens, progress.cost_usd) == (25, 50, 12.5)
+    with pytest.raises(KeyError):
+        progress.completed.add(other_plan)
+
+
 def test_after_run_prompt_offers_contribution_support_and_turning_it_off(tmp_path, fake_llm):
     from vdata_hub import config
 

@@ -17,7 +17,7 @@ from typing import Optional
 
 from vdata_hub import augment, quality
 from vdata_hub.errors import BudgetExceeded, SpecError, VdataError
-from vdata_hub.journal import Journal, Progress, write_json_atomic
+from vdata_hub.journal import Journal, PlannedIds, Progress, write_json_atomic
 from vdata_hub.local_model import is_local
 from vdata_hub.prompts import iter_planned_records
 from vdata_hub.records import Record, to_json
@@ -92,12 +92,12 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
     """
     loaded = apply_overrides(load_spec(spec), model=model, api_base=api_base, num_records=num_records,
                              concurrency=concurrency, max_cost_usd=max_cost)
-    planned_ids = {planned.id for planned in iter_planned_records(loaded)}  # validates every template first
+    planned_ids = PlannedIds(planned.id for planned in iter_planned_records(loaded))  # validates every template first
     _check_augment_axes(loaded)
     if dry_run:
         from vdata_hub.cost import estimate_plan
 
-        return estimate_plan(list(iter_planned_records(loaded)), loaded.spec)
+        return estimate_plan(iter_planned_records(loaded), loaded.spec)
     summary = _run(Path(out), loaded, planned_ids, api_key, quiet)
     if summary.status == "budget_exceeded":
         raise BudgetExceeded(
@@ -120,7 +120,7 @@ def _check_augment_axes(loaded: LoadedSpec) -> None:
                             f"(axes with swap rules: {', '.join(known)})")
 
 
-def _run(out: Path, loaded: LoadedSpec, planned_ids: set, api_key: Optional[str], quiet: bool) -> RunSummary:
+def _run(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Optional[str], quiet: bool) -> RunSummary:
     from vdata_hub.llm import resolve_api_key
 
     spec = loaded.spec
@@ -146,7 +146,7 @@ def _run(out: Path, loaded: LoadedSpec, planned_ids: set, api_key: Optional[str]
         journal.close()
 
 
-def _finish(out: Path, loaded: LoadedSpec, journal: Journal, planned_ids: set, progress: Progress,
+def _finish(out: Path, loaded: LoadedSpec, journal: Journal, planned_ids: PlannedIds, progress: Progress,
             run: "_Generation", wall_s: float) -> RunSummary:
     spec = loaded.spec
     journal.sync()
@@ -198,7 +198,7 @@ class _Generation:
         self._first_cost: Optional[float] = None
         self.loop_s = 0.0  # seconds in the request loop (records_per_s is over this)
 
-    def execute(self, planned_ids: set) -> None:
+    def execute(self, planned_ids: PlannedIds) -> None:
         from tqdm import tqdm
 
         self._bar = tqdm(total=len(planned_ids), initial=self.resumed, unit="rec", disable=self.quiet,

@@ -10,7 +10,8 @@ Inside OUT:
   rebuilt from progress.jsonl at the end of every run: the planned records only, once each.
 - `spec.json` (the effective spec) and `run_summary.json` beside it, written atomically.
 
-Everything streams: memory does not grow with the number of records beyond a set of ids.
+Everything streams: what grows with the number of records is the plan's ids in one sorted
+array and a flag per id (PlannedIds, DoneIds), about 25 bytes a record.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from vdata_hub.errors import VdataError
 
@@ -32,13 +33,81 @@ DATASET_FILES = ("dataset_info.json", "state.json")
 DATA_FILE = "data-00000-of-00001.arrow"
 SYNC_EVERY_S = 1.0
 BATCH_ROWS = 1000
+ID_CHARS = 24  # a record id: 24 hex characters (prompts.record_id)
+
+
+class PlannedIds:
+    """The ids a plan asks for, sorted in one array of 24-byte strings.
+
+    A set of id strings costs ~130 bytes an id (the string and its slot), and resume used to
+    hold two (planned and done); here an id costs 24 bytes and "done" one more (DoneIds).
+    """
+
+    def __init__(self, ids: Iterable[str]):
+        import numpy as np
+
+        def keys() -> Iterator[bytes]:
+            for record_id in ids:
+                key = _id_key(record_id)
+                if key is None:
+                    raise ValueError(f"not a record id of {ID_CHARS} characters: {record_id!r}")
+                yield key
+
+        self.sorted = np.unique(np.fromiter(keys(), dtype=f"S{ID_CHARS}"))
+
+    def position(self, record_id) -> int:
+        """Where `record_id` is in the sorted ids; -1 when the plan does not ask for it."""
+        key = _id_key(record_id)
+        if key is None:
+            return -1
+        position = int(self.sorted.searchsorted(key))
+        return position if position < len(self.sorted) and self.sorted[position] == key else -1
+
+    def __contains__(self, record_id) -> bool:
+        return self.position(record_id) >= 0
+
+    def __len__(self) -> int:
+        return len(self.sorted)
+
+
+class DoneIds:
+    """A set of planned ids, kept as one flag per planned id: the records done, or seen."""
+
+    def __init__(self, planned: PlannedIds):
+        import numpy as np
+
+        self.planned = planned
+        self.flags = np.zeros(len(planned), dtype=bool)
+        self.count = 0
+
+    def add(self, record_id: str) -> None:
+        position = self.planned.position(record_id)
+        if position < 0:
+            raise KeyError(f"{record_id!r} is not a planned record id")
+        if not self.flags[position]:
+            self.flags[position] = True
+            self.count += 1
+
+    def __contains__(self, record_id) -> bool:
+        position = self.planned.position(record_id)
+        return position >= 0 and bool(self.flags[position])
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _id_key(record_id) -> bytes | None:
+    """A record id as the bytes PlannedIds sorts; None for anything that is not an id."""
+    if not isinstance(record_id, str) or len(record_id) != ID_CHARS or not record_id.isascii():
+        return None
+    return record_id.encode()
 
 
 @dataclass
 class Progress:
     """What earlier runs left in OUT, counted over the records the current plan asks for."""
 
-    completed: set = field(default_factory=set)  # planned ids with a record
+    completed: DoneIds  # planned ids with a record
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
@@ -171,9 +240,9 @@ class Journal:
         self._failures = open(self.failures_path, "a", encoding="utf-8")
         return self
 
-    def load(self, planned_ids: set) -> Progress:
+    def load(self, planned_ids: PlannedIds) -> Progress:
         """Ids already done and what they cost, counting only records the plan still asks for."""
-        progress = Progress()
+        progress = Progress(completed=DoneIds(planned_ids))
         for row in iter_jsonl(self.records_path):
             row_id = row.get("id")
             if row.get("augmented") or row_id not in planned_ids or row_id in progress.completed:
@@ -214,7 +283,7 @@ class Journal:
             handle.close()
         self._records = self._failures = self._lock = None
 
-    def build_dataset(self, planned_ids: set, keep_augmented: bool) -> tuple[int, int]:
+    def build_dataset(self, planned_ids: PlannedIds, keep_augmented: bool) -> tuple[int, int]:
         """Rebuild the Arrow dataset in OUT from progress.jsonl; (records, augmented rows).
 
         Rows stream into the dataset's Arrow file in batches, and `datasets` only opens the
@@ -251,14 +320,16 @@ class Journal:
                 writer.write_batch(_empty_batch(_dataset_schema()))
         return counts[0], counts[1]
 
-    def _rows_to_keep(self, planned_ids: set, keep_augmented: bool) -> Iterator[dict]:
-        seen = set()
+    def _rows_to_keep(self, planned_ids: PlannedIds, keep_augmented: bool) -> Iterator[dict]:
+        seen_records = DoneIds(planned_ids)
+        seen_augmented = set()  # ids of counterfactual variants: filled only when they are kept
         for row in iter_jsonl(self.records_path):
             row_id = row.get("id")
-            if row_id in seen or not str(row.get("text", "")).strip():
-                continue
-            wanted = row.get("source_id") in planned_ids if row.get("augmented") else row_id in planned_ids
-            if not wanted or (row.get("augmented") and not keep_augmented):
+            if row.get("augmented"):
+                wanted, seen = keep_augmented and row.get("source_id") in planned_ids, seen_augmented
+            else:
+                wanted, seen = row_id in planned_ids, seen_records
+            if not wanted or row_id in seen or not str(row.get("text", "")).strip():
                 continue
             seen.add(row_id)
             yield row
@@ -269,7 +340,7 @@ class Journal:
         for name in (DATA_FILE,) + DATASET_FILES:  # the data first: state.json names it
             os.replace(built / name, self.out / name)
 
-    def compact_failures(self, planned_ids: set, completed: set) -> int:
+    def compact_failures(self, planned_ids: PlannedIds, completed: DoneIds) -> int:
         """Keep the latest failure of each planned record that is still not done; their count."""
         latest = {}
         for failure in iter_jsonl(self.failures_path):
