@@ -51,6 +51,11 @@ class CountingRelay:
         while True:
             client, _ = self._listener.accept()
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            # Forward each piece at once, as the emulator sends it (it sets TCP_NODELAY too): with
+            # Nagle's algorithm on, a response's second small write (a body after its headers)
+            # waited for the client's delayed ACK, ~40 ms per small request, an artefact of the relay.
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 

@@ -245,7 +245,7 @@ def lock_down(connection, views: dict[str, list[str]], *, filesystem=None, threa
         connection.execute(f"SET threads = {int(threads)}")
         # Read pages as the scan needs them rather than whole row groups ahead, parse each footer
         # once, and skip DuckDB's file cache (it fetched small shards whole): all three cut the
-        # bytes a selective query fetches from the Hub (see docs/benchmarks/pull.md).
+        # bytes a selective query fetches from the Hub (see docs/benchmarks.md).
         connection.execute("SET disable_parquet_prefetching = true")
         connection.execute("SET parquet_metadata_cache = true")
         connection.execute("SET enable_external_file_cache = false")
