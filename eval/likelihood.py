@@ -52,6 +52,8 @@ def token_logprobs(model, sequences: list[list[int]], first_scored: list[int], b
     import torch
 
     parts = _model_parts(model)
+    if batch_size > 1 and not _packing_is_exact(parts, device):
+        batch_size = 1  # the model ignores a custom attention mask: plain passes stay exact
     results: list[list[float]] = [[] for _ in sequences]
     for groups in _batches(shared_prefix_groups(sequences, batch_size), batch_size):
         with torch.inference_mode():
@@ -130,6 +132,21 @@ def _model_parts(model):
         same = torch.allclose(head(body(input_ids=probe)[0]).float(), model(input_ids=probe).logits.float(),
                               rtol=1e-4, atol=1e-5)
     return (body, head) if same else (model, None)
+
+
+def _packing_is_exact(parts, device) -> bool:
+    """Whether the model honours the packed row's attention mask and position ids (transformers'
+    causal LMs do; an architecture that ignored them would mix sequences): two sequences sharing a
+    prefix, scored packed and one plain pass each."""
+    import torch
+
+    probe = [[0, 1, 2, 3], [0, 1, 4, 5]]  # 5 is predicted from 4, which must not see 2 and 3
+    packed, plain = [[], []], [[], []]
+    with torch.inference_mode():
+        _score_batch(parts, [([0, 1], 2)], probe, [1, 1], device, packed)
+        for i in (0, 1):
+            _score_batch(parts, [([i], 0)], probe, [1, 1], device, plain)
+    return all(abs(a - b) <= 1e-4 for x, y in zip(packed, plain) for a, b in zip(x, y))
 
 
 def _pack(groups, sequences):

@@ -141,6 +141,23 @@ def test_shared_prefixes_and_packing_give_the_plain_pass(tiny_gpt2, batch_size, 
         assert max(prefix for _, prefix in groups) >= len(lm.tokenizer("The chess player was")["input_ids"])
 
 
+def test_a_model_that_ignores_the_packed_mask_is_scored_one_pass_at_a_time(tiny_gpt2, monkeypatch):
+    """Packing relies on the model honouring a 4-D attention mask and position ids; a model that
+    drops them would mix the packed sequences, so scoring falls back to plain passes."""
+    from vdata_hub.eval.likelihood import _model_parts, _packing_is_exact, token_logprobs
+    from vdata_hub.eval.models import load_model
+
+    lm = load_model(str(tiny_gpt2), "cpu")
+    assert _packing_is_exact(_model_parts(lm.model), "cpu")
+    forward = lm.model.transformer.forward
+    monkeypatch.setattr(lm.model.transformer, "forward", lambda input_ids=None, **_: forward(input_ids=input_ids))
+    assert not _packing_is_exact(_model_parts(lm.model), "cpu")
+    sequences = [lm.tokenizer(text)["input_ids"] for text in ("The nurse is kind.", "The nurse is tall.", "Hi there")]
+    batched = token_logprobs(lm.model, sequences, [1, 1, 1], batch_size=8)
+    for sequence, logprobs in zip(sequences, batched):
+        assert logprobs == pytest.approx(plain_logprobs(lm.model, sequence, 1), abs=1e-5)
+
+
 @pytest.fixture(scope="module")
 def cli_run(tiny_gpt2, stereoset_dev, tmp_path_factory):
     out = tmp_path_factory.mktemp("stereoset") / "results"
