@@ -295,35 +295,35 @@ def hub_filesystem(layout: DatasetLayout, token):
     readers = {layout.url(path)[len("hf://"):]: ShardReader(size, fetcher(path), executor)
                for path, size in layout.shard_sizes.items()}
 
+    def pinned(path) -> str | None:
+        """The path's name when it is one of the pinned shards, else None."""
+        name = str(path).removeprefix("hf://")
+        return name if name in readers else None
+
     class PinnedHfFileSystem(HfFileSystem):
         def info(self, path, refresh=False, revision=None, **kwargs):
-            name = str(path).removeprefix("hf://")
-            if name in readers:
+            if name := pinned(path):
                 return {"name": name, "size": readers[name].size, "type": "file"}
             return super().info(path, refresh=refresh, revision=revision, **kwargs)
 
         def modified(self, path, **kwargs):
-            if str(path).removeprefix("hf://") in readers:
+            if pinned(path):
                 return PINNED_MTIME
             return super().modified(path, **kwargs)
 
         def glob(self, path, maxdepth=None, **kwargs):
-            name = str(path).removeprefix("hf://")
-            if name in readers:
+            if name := pinned(path):
                 return [name]
             return super().glob(path, maxdepth=maxdepth, **kwargs)
 
         def _open(self, path, mode="rb", block_size=None, revision=None, **kwargs):
-            name = str(path).removeprefix("hf://")
-            if mode == "rb" and revision is None and name in readers:
+            if mode == "rb" and revision is None and (name := pinned(path)):
                 return ShardFile(readers[name])
             return super()._open(path, mode=mode, block_size=block_size, revision=revision, **kwargs)
 
         def prefetch_footers(self, urls):
-            for url in urls:
-                reader = readers.get(str(url).removeprefix("hf://"))
-                if reader is not None:
-                    reader.prefetch_tail()
+            for name in filter(None, map(pinned, urls)):
+                readers[name].prefetch_tail()
 
         def close(self):
             executor.shutdown(wait=True, cancel_futures=True)
