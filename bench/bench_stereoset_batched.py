@@ -68,7 +68,7 @@ def main():
                         help="transformers id/folder, `local` (SmolLM2 GGUF) or `tiny` (random 2-layer GPT-2)")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--max-examples", type=int, default=100, help="per task")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (both sides)")
     args = parser.parse_args()

@@ -12,6 +12,8 @@ log-probability of its tokens conditioned on the begin/end-of-text token and the
 
 from __future__ import annotations
 
+import weakref
+
 from vdata_hub.errors import EvalError
 
 INTERSENTENCE_METHOD = ("intersentence scored by the mean log-probability of the candidate's tokens "
@@ -38,61 +40,52 @@ def encode(tokenizer, text: str) -> list[int]:
     return list(ids)
 
 
-def token_logprobs(model, sequences: list[list[int]], first_scored: list[int], batch_size: int = 16,
+def token_logprobs(model, sequences: list[list[int]], first_scored: list[int], batch_size: int = 32,
                    device: str = "cpu", progress=None) -> list[list[float]]:
     """Log-probability of each token of sequences[i] from position first_scored[i] on (>= 1),
     each predicted from the tokens before it; results come back in input order.
 
-    The same as a causal pass over each whole sequence, with less arithmetic: sequences that begin
-    with the same tokens (an intersentence context, an intrasentence sentence up to its blank)
-    share one copy of that prefix; a batch is packed into one row without padding, each token
-    attending only to its own sequence; the vocabulary projection and its log-sum-exp run only on
-    positions that predict a scored token, once per distinct position, a chunk of rows at a time.
+    The same as a causal pass over each whole sequence, with less arithmetic: a sequence's last
+    token is never fed in (no score needs what it predicts); the sequences of a batch are merged
+    into a prefix tree, so tokens that several of them begin with are computed once; the tree is
+    one packed row without padding, each token attending only to its own ancestors; the vocabulary
+    projection and its log-sum-exp run only on positions that predict a scored token, with all
+    those positions at once against a slice of the vocabulary at a time.
     With batch_size 1 every sequence is one plain pass of its own (the reference)."""
     import torch
 
-    parts = _model_parts(model)
-    if batch_size > 1 and not _packing_is_exact(parts, device):
+    parts, packing_is_exact = _checked_parts(model, device)
+    if not packing_is_exact:
         batch_size = 1  # the model ignores a custom attention mask: plain passes stay exact
     results: list[list[float]] = [[] for _ in sequences]
-    for groups in _batches(shared_prefix_groups(sequences, batch_size), batch_size):
+    for members in _batches(sequences, batch_size):
         with torch.inference_mode():
-            _score_batch(parts, groups, sequences, first_scored, device, results)
+            _score_batch(parts, members, sequences, first_scored, device, results)
         if progress is not None:
-            progress.update(sum(len(members) for members, _ in groups))
+            progress.update(len(members))
     return results
 
 
-def shared_prefix_groups(sequences: list[list[int]], max_members: int) -> list[tuple[list[int], int]]:
-    """(members, prefix length) groups of sequences whose first `prefix length` tokens are the
-    same, chosen to save the most token positions: in sorted order, the split into runs of at most
-    `max_members` that maximises sum((size - 1) * prefix). Every member keeps at least one token
-    after the prefix; a sequence alone has prefix 0."""
+def _batches(sequences: list[list[int]], batch_size: int) -> list[list[int]]:
+    """Indices of the sequences cut into batches of at most batch_size in sorted order (neighbours
+    share the longest prefixes): as few batches as possible and, among such cuts, the ones that
+    separate the fewest shared prefix tokens (a prefix tree of sorted sequences has
+    sum(lengths) - sum(common prefix of neighbours) nodes)."""
+    limit = max(1, int(batch_size))
     order = sorted(range(len(sequences)), key=lambda i: sequences[i])
     n = len(order)
-    # shared[k]: tokens that sequence order[k] shares with order[k + 1] (keeping one of each to run)
-    shared = [min(_common_length(sequences[order[k]], sequences[order[k + 1]]),
-                  len(sequences[order[k]]) - 1, len(sequences[order[k + 1]]) - 1) for k in range(n - 1)]
-    best, split = [0] * (n + 1), [0] * (n + 1)
+    lost_at = [0] + [_common_length(sequences[order[k - 1]], sequences[order[k]]) for k in range(1, n)] + [0]
+    best, cut = [(0, 0)] + [None] * n, [0] * (n + 1)  # best[end]: (batches, prefix tokens cut) for order[:end]
     for end in range(1, n + 1):
-        best[end], split[end] = best[end - 1], end - 1
-        prefix = None
-        for begin in range(end - 2, max(-1, end - 1 - max(1, max_members)), -1):
-            prefix = shared[begin] if prefix is None else min(prefix, shared[begin])
-            if prefix == 0:
-                break
-            saved = best[begin] + (end - begin - 1) * prefix
-            if saved > best[end]:
-                best[end], split[end] = saved, begin
-    groups = []
-    end = n
+        for begin in range(max(0, end - limit), end):
+            cost = (best[begin][0] + 1, best[begin][1] + lost_at[begin])
+            if best[end] is None or cost < best[end]:
+                best[end], cut[end] = cost, begin
+    batches, end = [], n
     while end > 0:
-        begin = split[end]
-        members = order[begin:end]
-        prefix = min(shared[begin:end - 1]) if len(members) > 1 else 0
-        groups.append((members, prefix))
-        end = begin
-    return groups[::-1]
+        batches.append(order[cut[end]:end])
+        end = cut[end]
+    return batches[::-1]
 
 
 def _common_length(a: list[int], b: list[int]) -> int:
@@ -104,19 +97,17 @@ def _common_length(a: list[int], b: list[int]) -> int:
     return length
 
 
-def _batches(groups, batch_size: int):
-    """Consecutive groups (similar sequences, being in sorted order), at most batch_size
-    sequences a batch."""
-    limit = max(1, int(batch_size))
-    batch, size = [], 0
-    for group in groups:
-        if batch and size + len(group[0]) > limit:
-            yield batch
-            batch, size = [], 0
-        batch.append(group)
-        size += len(group[0])
-    if batch:
-        yield batch
+_CHECKED = weakref.WeakKeyDictionary()  # model -> (device, parts, packing is exact)
+
+
+def _checked_parts(model, device):
+    """_model_parts and _packing_is_exact for this model, worked out once per model and device
+    (each is a few forward passes, which on a CPU cost as much as scoring a dozen sentences)."""
+    checked = _CHECKED.get(model)
+    if checked is None or checked[0] != device:
+        parts = _model_parts(model)
+        checked = _CHECKED[model] = (device, parts, _packing_is_exact(parts, device))
+    return checked[1:]
 
 
 def _model_parts(model):
@@ -140,36 +131,29 @@ def _packing_is_exact(parts, device) -> bool:
     prefix, scored packed and one plain pass each."""
     import torch
 
-    probe = [[0, 1, 2, 3], [0, 1, 4, 5]]  # 5 is predicted from 4, which must not see 2 and 3
+    probe = [[0, 1, 2, 3], [0, 1, 4, 5]]  # 5 is predicted from 4, which must not see 2
     packed, plain = [[], []], [[], []]
     with torch.inference_mode():
-        _score_batch(parts, [([0, 1], 2)], probe, [1, 1], device, packed)
+        _score_batch(parts, [0, 1], probe, [1, 1], device, packed)
         for i in (0, 1):
-            _score_batch(parts, [([i], 0)], probe, [1, 1], device, plain)
+            _score_batch(parts, [i], probe, [1, 1], device, plain)
     return all(abs(a - b) <= 1e-4 for x, y in zip(packed, plain) for a, b in zip(x, y))
 
 
-def _pack(groups, sequences):
-    """One row holding each group's shared prefix once, then each member's continuation:
-    token ids, position ids (each sequence's own), for every token the index of the packed token
-    before it in its sequence (-1 for a first token), and (sequence, position) -> packed index."""
-    ids, positions, previous, index_of = [], [], [], {}
-
-    def add(token: int, position: int, before: int) -> int:
-        ids.append(token)
-        positions.append(position)
-        previous.append(before)
-        return len(ids) - 1
-
-    for members, prefix in groups:
-        before = -1
-        for position in range(prefix):
-            before = add(sequences[members[0]][position], position, before)
-            index_of.update({(i, position): before for i in members})
-        for i in members:
-            at = before
-            for position in range(prefix, len(sequences[i])):
-                at = index_of[(i, position)] = add(sequences[i][position], position, at)
+def _pack(members, sequences):
+    """One row holding the prefix tree of the members' sequences without their last tokens: token
+    ids, position ids (each sequence's own), for every token the index of the packed token before
+    it in its sequence (-1 for a first token), and (sequence, position) -> packed index."""
+    ids, positions, previous, index_of, node_of = [], [], [], {}, {}
+    for i in members:
+        at = -1
+        for position, token in enumerate(sequences[i][:-1]):
+            if (at, token) not in node_of:
+                node_of[(at, token)] = len(ids)
+                ids.append(token)
+                positions.append(position)
+                previous.append(at)
+            at = index_of[(i, position)] = node_of[(at, token)]
     return ids, positions, previous, index_of
 
 
@@ -188,26 +172,29 @@ def _attention_mask(previous: list[int], dtype):
     return mask[None, None]
 
 
-def _score_batch(parts, groups, sequences, first_scored, device, results):
+def _score_batch(parts, members, sequences, first_scored, device, results):
     """One batch in one pass over one packed row without padding (see _pack), then the
     log-probabilities of the scored tokens from the features at the positions before them."""
     import torch
 
     body, head = parts
-    ids, positions, previous, index_of = _pack(groups, sequences)
-    members = [i for group, _ in groups for i in group]
-    kwargs = {}
-    if len(members) > 1:
-        dtype = next(body.parameters()).dtype
-        kwargs = {"attention_mask": _attention_mask(previous, dtype).to(device),
-                  "position_ids": torch.tensor([positions], device=device)}
-    features = body(input_ids=torch.tensor([ids], device=device), **kwargs)[0][0]
+    ids, positions, previous, index_of = _pack(members, sequences)
     rows, targets = [], []
     for i in members:
         sequence = sequences[i]
         for position in range(first_scored[i] - 1, len(sequence) - 1):
             rows.append(index_of[(i, position)])
             targets.append(sequence[position + 1])
+    for i in members:
+        results[i] = []
+    if not rows:  # single-token sentences: nothing predicted from inside them
+        return
+    kwargs = {}
+    if len(members) > 1:
+        dtype = next(body.parameters()).dtype
+        kwargs = {"attention_mask": _attention_mask(previous, dtype).to(device),
+                  "position_ids": torch.tensor([positions], device=device)}
+    features = body(input_ids=torch.tensor([ids], device=device), **kwargs)[0][0]
     used = sorted(set(rows))  # a shared prefix position is projected once
     row_of = {index: k for k, index in enumerate(used)}
 
@@ -223,23 +210,27 @@ def _score_batch(parts, groups, sequences, first_scored, device, results):
         start += count
 
 
-def _target_logprobs(head, features, rows, targets, chunk_elements: int = 1 << 21):
-    """log p(targets[k] | features[rows[k]]): vocabulary projection (when `head` is given) and
-    log-sum-exp in fp32, a chunk of rows at a time so that at most ~chunk_elements logits
-    exist at once (8 MB: they stay in cache, and the allocator reuses the memory instead of
-    mapping fresh pages)."""
+def _target_logprobs(head, features, rows, targets, vocabulary_slice: int = 4096):
+    """log p(targets[k] | features[rows[k]]) in fp32. With `head`, the vocabulary projection of
+    all rows at once against `vocabulary_slice` entries at a time, log-sum-exps combined across
+    slices: matrix products with many rows run several times faster per row on a CPU than a few
+    rows against the whole vocabulary, and the logits held at once stay a few MB (in cache).
+    Without it, `features` are the whole logits."""
     import torch
 
-    vocabulary = head.out_features if head is not None else features.shape[-1]
-    chunk = max(1, chunk_elements // vocabulary)
-    logprobs = torch.empty(len(rows), dtype=torch.float32, device=features.device)
-    for start in range(0, len(features), chunk):
-        logits = features[start:start + chunk]
-        logits = (head(logits) if head is not None else logits).float()
-        picked = ((rows >= start) & (rows < start + chunk)).nonzero().squeeze(1)
-        local = rows[picked] - start
-        logprobs[picked] = logits[local, targets[picked]] - torch.logsumexp(logits, dim=-1)[local]
-    return logprobs.cpu()
+    if head is None:
+        logits = features.float()
+        return (logits[rows, targets] - torch.logsumexp(logits, dim=-1)[rows]).cpu()
+    normaliser = torch.full((len(features),), float("-inf"), device=features.device)
+    target_logits = torch.empty(len(rows), dtype=torch.float32, device=features.device)
+    for start in range(0, head.out_features, vocabulary_slice):
+        stop = start + vocabulary_slice
+        bias = None if head.bias is None else head.bias[start:stop]
+        logits = torch.nn.functional.linear(features, head.weight[start:stop], bias).float()
+        normaliser = torch.logaddexp(normaliser, torch.logsumexp(logits, dim=-1))
+        inside = ((targets >= start) & (targets < stop)).nonzero().squeeze(1)
+        target_logits[inside] = logits[rows[inside], targets[inside] - start]
+    return (target_logits - normaliser[rows]).cpu()
 
 
 def first_token_logprobs(model, start_id: int, device: str = "cpu"):
@@ -251,7 +242,7 @@ def first_token_logprobs(model, start_id: int, device: str = "cpu"):
         return torch.log_softmax(logits, dim=-1).cpu()
 
 
-def intrasentence_logprobs(model, tokenizer, sentences: list[str], batch_size: int = 16, device: str = "cpu",
+def intrasentence_logprobs(model, tokenizer, sentences: list[str], batch_size: int = 32, device: str = "cpu",
                            progress=None) -> list[list[float]]:
     """Per-token log-probabilities under the official intrasentence rule (see module doc)."""
     first = first_token_logprobs(model, start_token_id(tokenizer), device)
@@ -260,7 +251,7 @@ def intrasentence_logprobs(model, tokenizer, sentences: list[str], batch_size: i
     return [[float(first[seq[0]])] + tail for seq, tail in zip(sequences, rest)]
 
 
-def intersentence_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 16,
+def intersentence_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 32,
                            device: str = "cpu", progress=None) -> list[list[float]]:
     """Per-token log-probabilities of each candidate after `<start> context`; pairs are
     (context, sentence)."""

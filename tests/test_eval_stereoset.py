@@ -119,7 +119,7 @@ def test_shared_prefixes_and_packing_give_the_plain_pass(tiny_gpt2, batch_size, 
     """Sequences sharing prefixes of every length (also a duplicate, one that is the start of
     another, one of a single token), packed in batches of any size, score exactly as one plain
     pass each; also when the model cannot be split into body and vocabulary projection."""
-    from vdata_hub.eval.likelihood import shared_prefix_groups, token_logprobs
+    from vdata_hub.eval.likelihood import _batches, _pack, token_logprobs
     from vdata_hub.eval.models import load_model
 
     lm = load_model(str(tiny_gpt2), "cpu")
@@ -134,11 +134,33 @@ def test_shared_prefixes_and_packing_give_the_plain_pass(tiny_gpt2, batch_size, 
     batched = token_logprobs(lm.model, sequences, first_scored, batch_size=batch_size)
     for sequence, first, logprobs in zip(sequences, first_scored, batched):
         assert logprobs == pytest.approx(plain_logprobs(lm.model, sequence, first), abs=1e-5)
-    groups = shared_prefix_groups(sequences, max_members=batch_size)
-    assert sorted(i for members, _ in groups for i in members) == list(range(len(sequences)))
-    assert all(len(members) <= batch_size for members, _ in groups)
-    if batch_size >= 3:  # the three chess sentences share "The chess player was"
-        assert max(prefix for _, prefix in groups) >= len(lm.tokenizer("The chess player was")["input_ids"])
+    batches = _batches(sequences, batch_size)
+    assert sorted(i for members in batches for i in members) == list(range(len(sequences)))
+    assert all(len(members) <= batch_size for members in batches)
+    assert len(batches) == -(-len(sequences) // batch_size)  # as few passes as the batch size allows
+    for members in batches:  # every distinct prefix once; last tokens are never fed in
+        prefixes = {tuple(sequences[i][:end]) for i in members for end in range(1, len(sequences[i]))}
+        assert len(_pack(members, sequences)[0]) == len(prefixes)
+    if batch_size == 64:
+        assert len(prefixes) < sum(len(sequence) - 1 for sequence in sequences) - 20
+
+
+def test_vocabulary_slices_give_the_whole_log_softmax():
+    """The projection runs against a slice of the vocabulary at a time (with its bias, uneven last
+    slice); combining the slices' log-sum-exps gives the log-softmax over the whole vocabulary."""
+    import torch
+
+    from vdata_hub.eval.likelihood import _target_logprobs
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 10)
+    features = torch.randn(4, 8)
+    rows, targets = torch.tensor([0, 1, 1, 3, 2]), torch.tensor([9, 0, 4, 3, 7])
+    with torch.inference_mode():
+        expected = torch.log_softmax(head(features), dim=-1)[rows, targets]
+        for vocabulary_slice in (1, 3, 10, 64):
+            sliced = _target_logprobs(head, features, rows, targets, vocabulary_slice)
+            assert sliced.tolist() == pytest.approx(expected.tolist(), abs=1e-6)
 
 
 def test_a_model_that_ignores_the_packed_mask_is_scored_one_pass_at_a_time(tiny_gpt2, monkeypatch):

@@ -26,7 +26,7 @@ class Eval:
     """
 
     def stereoset(self, model="gpt2", data=None, predictions=None, output="stereoset-results",
-                  batch_size=16, device=None, max_examples=None, shard=None, quiet=False):
+                  batch_size=32, device=None, max_examples=None, shard=None, quiet=False):
         """Score a causal LM on StereoSet (intrasentence and intersentence) with the official rules.
 
         Intrasentence follows StereoSet's official causal-LM scorer; intersentence scores each

@@ -46,7 +46,7 @@ class StereosetResult:
 
 
 def run_stereoset(model: str = "gpt2", data: str | None = None, predictions: str | None = None,
-                  output: str = "stereoset-results", batch_size: int = 16, device: str | None = None,
+                  output: str = "stereoset-results", batch_size: int = 32, device: str | None = None,
                   max_examples: int | None = None, quiet: bool = False, shard: str | None = None) -> StereosetResult:
     """Score `model` (or the `predictions` file(s), without a model) on StereoSet's intrasentence and
     intersentence tasks; `data` is StereoSet's JSON file or a Hub id (default McGill-NLP/stereoset);
