@@ -185,9 +185,7 @@ def _score_batch(parts, members, sequences, first_scored, device, results):
         for position in range(first_scored[i] - 1, len(sequence) - 1):
             rows.append(index_of[(i, position)])
             targets.append(sequence[position + 1])
-    for i in members:
-        results[i] = []
-    if not rows:  # single-token sentences: nothing predicted from inside them
+    if not rows:  # single-token sentences: nothing predicted from inside them (results stay [])
         return
     kwargs = {}
     if len(members) > 1:
