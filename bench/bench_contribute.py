@@ -46,7 +46,7 @@ def make_table(rows: int, seed: int):
     import numpy as np
     import pyarrow as pa
 
-    from vdata_hub.records import ARROW_SCHEMA, text_hashes
+    from vdata_hub.generation.records import ARROW_SCHEMA, text_hashes
 
     rng = np.random.default_rng(seed)
     vocabulary = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ra", "si", "tu", "ve", "zo")
@@ -116,7 +116,7 @@ def child_push(out: str, repo: str) -> None:
 
 
 def child_contribute(out: str, repo: str) -> None:
-    from vdata_hub.contribute import contribute
+    from vdata_hub.repo.contribute import contribute
 
     start = time.perf_counter()
     result = contribute(out, repo=repo, quiet=True)
@@ -128,14 +128,14 @@ def child_contribute(out: str, repo: str) -> None:
 def child_baseline() -> None:
     import datasets  # noqa: F401 -- the imports both sides pay
 
-    from vdata_hub import contribute  # noqa: F401
+    from vdata_hub.repo import contribute  # noqa: F401
     child_result({})
 
 
 def child_main_hashes(repo: str) -> None:
     from huggingface_hub.utils import get_session
 
-    from vdata_hub.hub import read_main_hashes
+    from vdata_hub.repo.index import read_main_hashes
 
     served = {"bytes": 0, "requests": 0}
 
@@ -156,8 +156,8 @@ def build_main(repo: str, rows: int, work: Path) -> None:
     """Fill main with `rows` rows in the contribute layout (10 contributions), one commit each."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from vdata_hub.card import init_repo
-    from vdata_hub.contribute import write_shards
+    from vdata_hub.repo.card import init_repo
+    from vdata_hub.repo.contribute import write_shards
 
     init_repo(repo)
     api = HfApi()
@@ -187,7 +187,7 @@ def parent(rows: int, main_rows: int) -> None:
         from datasets import Dataset
         from datasets.table import InMemoryTable
 
-        from vdata_hub.card import init_repo
+        from vdata_hub.repo.card import init_repo
 
         out = str(work / "out")
         Dataset(InMemoryTable(make_table(rows, seed=1))).save_to_disk(out)

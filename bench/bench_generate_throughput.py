@@ -58,8 +58,8 @@ def write_spec(folder: Path, num_records: int, concurrency: int, model: str) -> 
 
 
 def request_bodies(spec_path: Path) -> list[dict]:
-    from vdata_hub.prompts import iter_planned_records
-    from vdata_hub.spec import load_spec
+    from vdata_hub.generation.prompts import iter_planned_records
+    from vdata_hub.generation.spec import load_spec
 
     loaded = load_spec(spec_path)
     sampling = loaded.spec.sampling
@@ -71,7 +71,7 @@ def request_bodies(spec_path: Path) -> list[dict]:
 
 async def raw_litellm(base_url: str, spec_path: Path, concurrency: int) -> tuple[int, float]:
     """LiteLLM's own cost: acompletion under a semaphore, no retries, limits or journal."""
-    from vdata_hub.llm import import_litellm
+    from vdata_hub.generation.llm import import_litellm
 
     litellm = import_litellm()
     bodies = request_bodies(spec_path)
@@ -112,7 +112,7 @@ async def raw_client(base_url: str, spec_path: Path, concurrency: int) -> tuple[
 
 
 def run_generate(base_url: str, spec_path: Path, out: Path):
-    from vdata_hub.generate import generate
+    from vdata_hub.generation.generate import generate
 
     started = time.monotonic()
     summary = generate(out=str(out), spec=str(spec_path), api_base=base_url, api_key="x", quiet=True)
@@ -144,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     server = start_server(args.port, args.latency)
     base_url = f"http://127.0.0.1:{args.port}/v1"
-    from vdata_hub.llm import import_litellm
+    from vdata_hub.generation.llm import import_litellm
 
     litellm = import_litellm()  # import time and LiteLLM's lazy first-call set-up are not throughput
     asyncio.run(litellm.acompletion(model=args.model, messages=[{"role": "user", "content": "hi"}],

@@ -28,9 +28,9 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from vdata_hub.local_model import DEFAULT_N_CTX, default_threads, embedded_model_path  # noqa: E402
-from vdata_hub.prompts import plan_records  # noqa: E402
-from vdata_hub.spec import apply_overrides, find_spec_file, load_spec  # noqa: E402
+from vdata_hub.generation.local_model import DEFAULT_N_CTX, default_threads, embedded_model_path  # noqa: E402
+from vdata_hub.generation.prompts import plan_records  # noqa: E402
+from vdata_hub.generation.spec import apply_overrides, find_spec_file, load_spec  # noqa: E402
 
 
 def bench_spec(folder: Path, records: int, max_tokens: int, concurrency: int) -> Path:
@@ -59,6 +59,10 @@ def run_generate(spec_path: Path, out: Path) -> dict:
 
 def run_llama_cpp(spec_path: Path) -> dict:
     from llama_cpp import Llama
+
+    from vdata_hub.generation.llama_server import disable_extra_buffers
+
+    disable_extra_buffers()  # as the server does (AMX kernels crash on some VMs)
 
     loaded = load_spec(spec_path)
     planned = plan_records(loaded)

@@ -12,11 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from vdata_hub.augment import counterfactuals
-from vdata_hub.prompts import plan_records
-from vdata_hub.records import Record, records_to_table
-from vdata_hub.spec import load_spec
-from vdata_hub.stats import stats
+from vdata_hub.generation.augment import counterfactuals
+from vdata_hub.generation.prompts import plan_records
+from vdata_hub.generation.records import Record, records_to_table
+from vdata_hub.generation.spec import load_spec
+from vdata_hub.repo.stats import stats
 
 SENTENCES = [
     "{name} had worked at the clinic for twelve years when the scheduling system failed.",

@@ -102,7 +102,7 @@ def random_texts(rng, count: int, length: int) -> list[str]:
 
 
 def contribution_rows(rng, number: int, rows_per_axis: int) -> list[dict]:
-    from vdata_hub.records import Record, to_json
+    from vdata_hub.generation.records import Record, to_json
 
     count = rows_per_axis * len(AXES)
     texts, prompts = random_texts(rng, count, 1400), random_texts(rng, count, 300)
@@ -123,8 +123,8 @@ def build_dataset(api, repo: str, megabytes: int, workdir: Path) -> int:
     import numpy as np
     from huggingface_hub import CommitOperationAdd
 
-    from vdata_hub.contribute import write_shards
-    from vdata_hub.records import records_to_table
+    from vdata_hub.repo.contribute import write_shards
+    from vdata_hub.generation.records import records_to_table
 
     rng = np.random.default_rng(0)
     rows_per_axis = int(megabytes * 1.05e6 / 1030 / len(AXES) / CONTRIBUTIONS)
@@ -151,7 +151,7 @@ def timed(relay, action):
 
 
 def run_pull(repo: str, token: str, workdir: Path):
-    from vdata_hub.pull import pull
+    from vdata_hub.query.pull import pull
 
     out = workdir / "pulled.jsonl"
     result = pull(str(out), repo=repo, sql=QUERY, token=token, quiet=True)
@@ -214,8 +214,8 @@ def main(argv=None):
         import duckdb  # noqa: F401 (imported before timing, like datasets)
         from huggingface_hub import HfApi
 
-        import vdata_hub.contribute as contribute
-        import vdata_hub.pull  # noqa: F401
+        import vdata_hub.repo.contribute as contribute
+        import vdata_hub.query.pull  # noqa: F401
 
         datasets.disable_progress_bars()
         if args.row_group_rows:

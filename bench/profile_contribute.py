@@ -3,7 +3,7 @@
     python bench/profile_contribute.py stages [--rows 200000]   validate + shard writing as contribute
                                                                 runs them: CPU per stage (thread time)
     python bench/profile_contribute.py kernels [--rows 200000]  one thread, every batch: time per
-                                                                pyarrow.compute function in _check_batch
+                                                                pyarrow.compute function in check_batch
     python bench/profile_contribute.py writing [--rows 200000]  Parquet writing of the whole table with
                                                                 zstd, snappy and pyarrow's defaults
 """
@@ -26,7 +26,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from bench_contribute import make_table  # noqa: E402
-from vdata_hub import contribute, validation  # noqa: E402
+from vdata_hub.repo import contribute, dedup, row_checks, validation  # noqa: E402
 
 KERNELS = ["ascii_split_whitespace", "ascii_lower", "ascii_trim", "dictionary_encode", "match_substring_regex",
            "utf8_length", "utf8_trim_whitespace", "utf8_slice_codeunits", "binary_length", "string_is_ascii",
@@ -47,8 +47,8 @@ def stages(table) -> None:
                     cpu[name] += time.thread_time() - start
         return wrapper
 
-    validation._check_batch = timed("per-row checks", validation._check_batch)
-    validation._Seen.decide = timed("duplicate decisions", validation._Seen.decide)
+    row_checks.check_batch = timed("per-row checks", row_checks.check_batch)
+    dedup.DuplicateDecisions.decide = timed("duplicate decisions", dedup.DuplicateDecisions.decide)
     contribute.ShardWriter._write = timed("shard writing", contribute.ShardWriter._write)
     with tempfile.TemporaryDirectory() as folder:
         wall, process = time.perf_counter(), time.process_time()
@@ -72,15 +72,15 @@ def kernels(table) -> None:
                 spent[label] += time.perf_counter() - start
         setattr(pc, name, wrapper)
     batches = table.to_batches(max_chunksize=validation.BATCH_ROWS)
-    rules, blocklist, cache = validation.Rules(), validation.load_blocklist(None), {}
-    validation._check_batch(batches[0], rules, blocklist, Counter(), cache, clean=True)  # warm-up
+    rules, blocklist, cache = row_checks.Rules(), row_checks.load_blocklist(None), {}
+    row_checks.check_batch(batches[0], rules, blocklist, Counter(), cache, clean=True)  # warm-up
     spent.clear()
     start = time.perf_counter()
     for batch in batches:
-        validation._check_batch(batch, rules, blocklist, Counter(), cache, clean=True)
+        row_checks.check_batch(batch, rules, blocklist, Counter(), cache, clean=True)
     total = (time.perf_counter() - start) / len(batches) * 1000
     arrow = sum(spent.values()) / len(batches) * 1000
-    print(f"_check_batch, one thread: {total:.1f} ms per {validation.BATCH_ROWS} rows; Arrow kernels {arrow:.1f} ms, "
+    print(f"check_batch, one thread: {total:.1f} ms per {validation.BATCH_ROWS} rows; Arrow kernels {arrow:.1f} ms, "
           f"numpy and Python {total - arrow:.1f} ms")
     for label, seconds in sorted(spent.items(), key=lambda item: -item[1]):
         print(f"  {label:48s} {seconds / len(batches) * 1000:6.1f} ms")

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from vdata_hub.augment import counterfactuals, flip_gender, phrase_swapper, validate_axes
+from vdata_hub.generation.augment import counterfactuals, flip_gender, phrase_swapper, validate_axes
 from vdata_hub.errors import SpecError
-from vdata_hub.records import Record, records_to_table
+from vdata_hub.generation.records import Record, records_to_table
 
 
 def row(text, bias_axis, group, **variables):

@@ -6,7 +6,7 @@ import uuid
 import pytest
 from huggingface_hub import DatasetCard, HfApi
 
-from vdata_hub.card import EVAL_END, EVAL_START, card, init_repo, render_card
+from vdata_hub.repo.card import EVAL_END, EVAL_START, card, init_repo, render_card
 from vdata_hub.errors import VdataError
 
 MANIFESTS = [
@@ -88,8 +88,8 @@ def test_card_shows_balance_statistics_of_the_rows_on_main(hub, tmp_path):
     from datasets.table import InMemoryTable
 
     from tests.test_validation import make_row
-    from vdata_hub.contribute import contribute
-    from vdata_hub.records import records_to_table
+    from vdata_hub.repo.contribute import contribute
+    from vdata_hub.generation.records import records_to_table
 
     repo = f"org/card-{uuid.uuid4().hex[:8]}"
     init_repo(repo, token=hub.token)

@@ -9,11 +9,11 @@ from huggingface_hub import HfApi
 
 from tests.test_validation import make_row, story
 from vdata_hub import hub as hub_ops
-from vdata_hub.card import EVAL_END, EVAL_START, init_repo
-from vdata_hub.contribute import contribute
+from vdata_hub.repo.card import EVAL_END, EVAL_START, init_repo
+from vdata_hub.repo.contribute import contribute
 from vdata_hub.errors import AuthError, HubError, ValidationFailed, VdataError
-from vdata_hub.records import records_to_table
-from vdata_hub.review import review
+from vdata_hub.generation.records import records_to_table
+from vdata_hub.repo.review import review
 
 
 def save_dataset(path, rows):
@@ -172,7 +172,7 @@ def test_cli_contribute_dry_run(hub, repo, tmp_path, capsys, monkeypatch):
 
 
 def test_part_selection():
-    from vdata_hub.contribute import select_part
+    from vdata_hub.repo.contribute import select_part
 
     table = records_to_table(two_axes(40))
     assert select_part(table, 0.25).num_rows == 10
@@ -188,7 +188,7 @@ def test_generate_then_contribute_review_and_load(hub, fake_llm, tmp_path):
     from datasets import load_dataset
 
     from tests.test_generate import write_spec
-    from vdata_hub.generate import generate
+    from vdata_hub.generation.generate import generate
 
     out = str(tmp_path / "out")
     generate(out=out, spec=str(write_spec(tmp_path)), api_base=fake_llm.base_url, api_key="test-key", quiet=True)

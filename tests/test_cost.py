@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vdata_hub.cost import (
+from vdata_hub.generation.cost import (
     BYTES_PER_TOKEN,
     CHARS_PER_TOKEN,
     call_cost,
@@ -17,8 +17,8 @@ from vdata_hub.cost import (
     format_estimate,
     model_price,
 )
-from vdata_hub.prompts import plan_records
-from vdata_hub.spec import load_spec
+from vdata_hub.generation.prompts import plan_records
+from vdata_hub.generation.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

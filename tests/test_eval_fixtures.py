@@ -59,7 +59,7 @@ def vdata_folder(tmp_path_factory) -> Path:
     """A small dataset folder as `generate` writes it (Arrow, the record schema)."""
     import datasets
 
-    from vdata_hub.records import records_to_table
+    from vdata_hub.generation.records import records_to_table
 
     texts = [f"Nurse {name} checked the chart of patient {n} and explained the dose to the family."
              for n, name in enumerate(["Amal", "Bo", "Chen", "Dario", "Eun", "Femi", "Gita", "Hugo"] * 3)]

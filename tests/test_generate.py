@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from vdata_hub.errors import AuthError, BudgetExceeded, SpecError, TemplateError
-from vdata_hub.generate import after_run_prompt, generate
-from vdata_hub.prompts import plan_records
-from vdata_hub.records import RECORD_FIELDS
-from vdata_hub.spec import load_spec
+from vdata_hub.cli import after_run_prompt
+from vdata_hub.generation.generate import generate
+from vdata_hub.generation.prompts import plan_records
+from vdata_hub.generation.records import RECORD_FIELDS
+from vdata_hub.generation.spec import load_spec
 
 REQUIRED_COLUMNS = ["id", "text", "prompt", "system_prompt", "template", "template_sha", "variables", "bias_axis",
                     "domain", "task", "model", "params", "input_tokens", "output_tokens", "cost_usd",
@@ -48,7 +49,7 @@ def run(tmp_path, fake_llm, spec=None, **options):
 def load_rows(out):
     from datasets import Features, load_from_disk
 
-    from vdata_hub.records import ARROW_SCHEMA
+    from vdata_hub.generation.records import ARROW_SCHEMA
 
     dataset = load_from_disk(str(out))
     assert dataset.features == Features.from_arrow_schema(ARROW_SCHEMA)
@@ -135,7 +136,7 @@ def test_a_record_that_keeps_failing_goes_to_the_failures_file(tmp_path, fake_ll
 
 
 def test_cost_cap_stops_cleanly_and_the_run_resumes_with_a_higher_cap(tmp_path, fake_llm):
-    from vdata_hub.cost import call_cost
+    from vdata_hub.generation.cost import call_cost
 
     spec = write_spec(tmp_path, model="openai/gpt-4o-mini", num_records=40, concurrency=2)
     with pytest.raises(BudgetExceeded, match="raise --max-cost"):
@@ -173,7 +174,7 @@ def test_api_key_comes_from_the_option_then_apikey_then_the_provider_variable(tm
 
 
 def test_dry_run_estimates_and_calls_nothing(tmp_path, fake_llm):
-    from vdata_hub.cost import estimate_plan
+    from vdata_hub.generation.cost import estimate_plan
 
     spec = write_spec(tmp_path, model="openai/gpt-4o-mini")
     estimate = run(tmp_path, fake_llm, spec, dry_run=True, num_records=40)
@@ -208,6 +209,16 @@ def test_quiet_prints_nothing(tmp_path, fake_llm, capsys):
     assert "3 of 3 records" in captured.out and "rec" in captured.err  # summary, and the progress bar
 
 
+def settled_request_count(fake_llm, quiet_s: float = 0.5) -> int:
+    """The fake server's request count once it has not moved for `quiet_s`."""
+    count, since = fake_llm.requests, time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        time.sleep(0.05)
+        if fake_llm.requests != count:
+            count, since = fake_llm.requests, time.monotonic()
+    return count
+
+
 def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, fake_llm):
     fake_llm.set(latency=0.05)
     spec = write_spec(tmp_path, num_records=120, concurrency=4)
@@ -227,7 +238,7 @@ def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, fak
     assert 30 <= done_before < 120, process.stderr.read()
     with open(journal, "ab") as handle:  # what a kill in the middle of a write leaves
         handle.write(b'{"id": "torn", "text": "half a rec')
-    requests_before = fake_llm.requests
+    requests_before = settled_request_count(fake_llm)  # the killed run's requests in flight land first
     summary = run(tmp_path, fake_llm, spec)
     rows = load_rows(out)
     ids = [r["id"] for r in rows]
@@ -239,7 +250,7 @@ def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, fak
 
 
 def test_resume_reads_back_each_planned_id_done_once_and_nothing_else(tmp_path):
-    from vdata_hub.journal import Journal, PlannedIds
+    from vdata_hub.generation.journal import Journal, PlannedIds
 
     planned = [p.id for p in plan_records(load_spec(write_spec(tmp_path, num_records=40)))]
     planned_ids = PlannedIds(iter(planned))

@@ -5,9 +5,9 @@ import asyncio
 import pytest
 
 from tests.test_generate import load_rows, run, write_spec
-from vdata_hub.prompts import plan_records
-from vdata_hub.spec import load_spec
-from vdata_hub.llm import AdaptiveConcurrency, Bucket, parse_duration
+from vdata_hub.generation.prompts import plan_records
+from vdata_hub.generation.spec import load_spec
+from vdata_hub.generation.llm import AdaptiveConcurrency, Bucket, parse_duration
 
 
 @pytest.mark.parametrize("fault", ["429", "500", "hang", "html", "empty", "empty_text"])

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from vdata_hub.errors import VdataError
-from vdata_hub.local_model import embedded_model_path, is_local, local_server
-from vdata_hub.spec import find_spec_file
+from vdata_hub.generation.local_model import embedded_model_path, is_local, local_server
+from vdata_hub.generation.spec import find_spec_file
 
 
 def servers_with(marker: str) -> list[psutil.Process]:
@@ -21,7 +21,7 @@ def servers_with(marker: str) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         try:
-            if "llama_cpp.server" in " ".join(process.info["cmdline"] or []) and \
+            if "vdata_hub.generation.llama_server" in " ".join(process.info["cmdline"] or []) and \
                     process.environ().get("VDATA_TEST_MARKER") == marker:
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):

@@ -19,8 +19,11 @@ import yaml
 
 from tests.test_pull_lockdown import CANARY, all_files, make_rows
 from vdata_hub.errors import HubError, SQLRefused, VdataError
-from vdata_hub.pull import dataset_layout, hub_filesystem, open_locked_connection, pull, unescape_text
-from vdata_hub.records import records_to_table
+from vdata_hub.query.export import unescape_text
+from vdata_hub.query.pull import dataset_layout, pull
+from vdata_hub.query.sandbox import open_locked_connection
+from vdata_hub.query.shard_reader import hub_filesystem
+from vdata_hub.generation.records import records_to_table
 
 GENDER = [make_rows(40, "gender", 0), make_rows(25, "gender", 40), make_rows(15, "gender", 65)]  # 3 shards
 AGE = [make_rows(30, "age", 0)]

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from vdata_hub.errors import SQLRefused, VdataError
-from vdata_hub.pull import open_locked_connection, run_to_file, unescape_text
-from vdata_hub.records import RECORD_FIELDS, Record, records_to_table, to_json
+from vdata_hub.query.export import unescape_text
+from vdata_hub.query.sandbox import open_locked_connection, run_to_file
+from vdata_hub.generation.records import RECORD_FIELDS, Record, records_to_table, to_json
 
 CANARY = "CANARY-7f3a9c-not-in-the-dataset"
 DOMAINS = ["healthcare", "education", "finance"]
@@ -170,7 +171,7 @@ def test_text_format_escaping_is_reversible():
     rng = random.Random(5)
     for _ in range(200):
         text = "".join(rng.choice("ab\\n\r\n\t\"'") for _ in range(rng.randint(0, 12)))
-        from vdata_hub.pull import escape_text
+        from vdata_hub.query.export import escape_text
         escaped = escape_text(text)
         assert "\n" not in escaped and "\r" not in escaped
         assert unescape_text(escaped) == text

@@ -2,8 +2,8 @@
 
 import pytest
 
-from vdata_hub.quality import FLAGS, check_text, looks_english, repeated_ngram_ratio
-from vdata_hub.spec import Quality
+from vdata_hub.generation.quality import FLAGS, check_text, looks_english, repeated_ngram_ratio
+from vdata_hub.generation.spec import Quality
 
 STORY = ("Amara had spent forty years teaching chemistry before she retired, and the clinic's network had "
          "been down for two days when she offered to look at it. She read the router's manual over lunch, "

@@ -10,10 +10,10 @@ from huggingface_hub import CommitOperationAdd, HfApi
 
 from tests.test_contribute import fast_backoff, save_dataset, two_axes  # noqa: F401 -- fixture reused
 from tests.test_validation import make_row, story
-from vdata_hub.card import init_repo
-from vdata_hub.contribute import contribute, contribution_hash
-from vdata_hub.records import records_to_table
-from vdata_hub.review import review
+from vdata_hub.repo.card import init_repo
+from vdata_hub.repo.contribute import contribute, contribution_hash
+from vdata_hub.generation.records import records_to_table
+from vdata_hub.repo.review import review
 
 
 @pytest.fixture

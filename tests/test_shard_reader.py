@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.test_pull_lockdown import make_rows
-from vdata_hub.records import records_to_table
-from vdata_hub.shard_reader import ShardFile, ShardReader
+from vdata_hub.generation.records import records_to_table
+from vdata_hub.query.shard_reader import ShardFile, ShardReader
 
 
 class Remote:

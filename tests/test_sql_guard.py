@@ -4,7 +4,7 @@ ordinary analytical queries pass unchanged in meaning."""
 import pytest
 
 from vdata_hub.errors import SQLRefused
-from vdata_hub.sql_guard import MAX_SQL_CHARS, check_query
+from vdata_hub.query.sql_guard import MAX_SQL_CHARS, check_query
 
 VIEWS = ["vdata", "gender", "race-ethnicity"]
 

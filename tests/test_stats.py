@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from vdata_hub.errors import HubError, VdataError
-from vdata_hub.records import Record, records_to_table
-from vdata_hub.stats import format_stats, stats, stats_markdown
+from vdata_hub.generation.records import Record, records_to_table
+from vdata_hub.repo.stats import format_stats, stats, stats_markdown
 
 STORY_F = "Amina, a woman from the clinic, fixed her own network. She was proud of her work."
 STORY_M = "Kofi, a man in his forties, repaired the scanner, and he trained a 34-year-old nurse."
@@ -137,14 +137,14 @@ def test_a_hub_repo_and_a_pull_request_revision(hub):
 
 
 def test_stats_of_what_generate_wrote(fake_llm, tmp_path):
-    from vdata_hub.generate import generate
+    from vdata_hub.generation.generate import generate
 
     spec = tmp_path / "spec.yaml"
     spec.write_text("templates: [neutral_description, ambiguous_qa]\n"
                     "variables: {domain: [housing], bias_axis: [religion]}\nnum_records: 8\n")
     out = tmp_path / "out"
     generate(out=str(out), spec=str(spec), model="openai/fake-model", api_base=fake_llm.base_url,
-             api_key="test-key", quiet=True, no_donate_prompt=True)
+             api_key="test-key", quiet=True)
     result = stats(str(out))
     assert result.rows == 8 and result.rows_per_axis == {"religion": 8}
     assert result.coverage["tasks"] == ["ambiguous_qa", "neutral_description"]

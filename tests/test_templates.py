@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from vdata_hub.errors import TemplateError
-from vdata_hub.prompts import group_terms, load_template, parse_template_file, plan_records, render
+from vdata_hub.generation.prompts import group_terms, load_template, parse_template_file, plan_records, render
 from vdata_hub.resources import SPECS_DIR, TEMPLATE_DATA_DIR, TEMPLATES_DIR
-from vdata_hub.spec import load_spec
+from vdata_hub.generation.spec import load_spec
 
 REQUIRED_AXES = {"gender", "race_ethnicity", "religion", "age", "disability", "sexual_orientation",
                  "nationality", "socioeconomic_status"}

@@ -8,8 +8,9 @@ import pyarrow as pa
 import pytest
 
 from vdata_hub.errors import ValidationFailed
-from vdata_hub.records import ARROW_SCHEMA, Record, records_to_table, text_hashes
-from vdata_hub.validation import Rules, load_blocklist, validate
+from vdata_hub.generation.records import ARROW_SCHEMA, Record, records_to_table, text_hashes
+from vdata_hub.repo.row_checks import Rules, load_blocklist
+from vdata_hub.repo.validation import validate
 
 WORDS = ("nurse engineer teacher pilot farmer doctor manager artist builder chef river city market garden "
          "morning evening patient student family friend neighbour project bridge school clinic office "
@@ -170,7 +171,7 @@ def test_hash_mismatch_is_caught_in_review_mode():
 
 
 def test_many_rows_in_batches_match_single_pass(monkeypatch):
-    import vdata_hub.validation as validation
+    import vdata_hub.repo.validation as validation
 
     monkeypatch.setattr(validation, "BATCH_ROWS", 250)  # 12 batches, checked by several threads
     rows = [make_row(i) for i in range(3_000)]
@@ -194,8 +195,8 @@ TRICKY_TEXTS = ["Hello, World!", "tab\there\nnew  line", "«Quoted» — dash, �
 def test_fast_words_and_hashes_equal_the_record_definitions(texts):
     """Validation's faster word splitting and hashing give exactly records.text_words/text_hashes
     (the hashes stored in every shard), on ASCII-only batches and on mixed ones."""
-    from vdata_hub.records import text_words, word_hashes
-    from vdata_hub.validation import _text_hashes, _words
+    from vdata_hub.generation.records import text_words, word_hashes
+    from vdata_hub.repo.row_checks import _text_hashes, _words
 
     array = pa.array(texts, pa.string())
     words, rows = _words(array)
@@ -207,7 +208,7 @@ def test_fast_words_and_hashes_equal_the_record_definitions(texts):
 def test_streamed_decisions_equal_the_whole_contribution_at_once(monkeypatch):
     """Duplicates decided run by run (as contribute streams rows to the shard writer) give the
     same reasons and rows as one run over everything."""
-    import vdata_hub.validation as validation
+    import vdata_hub.repo.validation as validation
 
     rng = random.Random(7)
     rows = [make_row(i) for i in range(2_000)]

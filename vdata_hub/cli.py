@@ -175,17 +175,19 @@ class Commands:
           quiet: print only errors.
           no_donate_prompt: do not ask to contribute or show the support message after the run.
         """
-        from vdata_hub.generate import generate
+        from vdata_hub.generation.generate import generate
 
         result = generate(out=str(out), spec=str(spec), model=_opt_str(model), api_base=_opt_str(api_base),
                           num_records=num_records, concurrency=concurrency, max_cost=max_cost,
-                          api_key=_opt_str(api_key), dry_run=dry_run, quiet=quiet, no_donate_prompt=no_donate_prompt)
+                          api_key=_opt_str(api_key), dry_run=dry_run, quiet=quiet)
         if dry_run:  # the estimate is what was asked for, so --quiet still prints it
-            from vdata_hub.cost import format_estimate
+            from vdata_hub.generation.cost import format_estimate
 
             print(format_estimate(result))
         elif not quiet:
             print(result.summary())
+            if not no_donate_prompt and sys.stdin.isatty():
+                after_run_prompt(str(out), result)
 
     def estimate(self, spec="demo", model=None, num_records=None):
         """Print planned requests, estimated tokens, USD and output size for a spec; calls no model.
@@ -203,7 +205,7 @@ class Commands:
           model: LiteLLM model string to price instead of the spec's; overrides the spec.
           num_records: number of records (-n); overrides the spec.
         """
-        from vdata_hub.cost import estimate, format_estimate
+        from vdata_hub.generation.cost import estimate, format_estimate
 
         print(format_estimate(estimate(spec=str(spec), model=_opt_str(model), num_records=num_records)))
 
@@ -227,7 +229,7 @@ class Commands:
           dry_run: validate and show what would be uploaded, without uploading.
           quiet: print only errors and the PR URL.
         """
-        from vdata_hub.contribute import contribute
+        from vdata_hub.repo.contribute import contribute
 
         result = contribute(out=str(out), repo=_opt_str(repo), token=_opt_str(token), part=part,
                             dry_run=dry_run, quiet=quiet)
@@ -244,7 +246,7 @@ class Commands:
           vdata review --pr 3 --merge
           vdata review --merge --close-invalid
         """
-        from vdata_hub.review import review
+        from vdata_hub.repo.review import review
 
         results = review(repo=_opt_str(repo), pr=pr, merge=merge, close_invalid=close_invalid,
                          token=_opt_str(token), quiet=quiet)
@@ -260,7 +262,7 @@ class Commands:
           vdata card --repo me/vdata --push
           vdata card --output README.md
         """
-        from vdata_hub.card import card
+        from vdata_hub.repo.card import card
 
         text = card(repo=_opt_str(repo), push=push, token=_opt_str(token), output=_opt_str(output))
         if not push and output is None:
@@ -272,7 +274,7 @@ class Commands:
         Examples:
           vdata init-repo my-org/vdata
         """
-        from vdata_hub.card import init_repo
+        from vdata_hub.repo.card import init_repo
 
         print(init_repo(repo=str(repo), token=_opt_str(token), private=private))
 
@@ -306,7 +308,7 @@ class Commands:
           timeout: stop the query after this many seconds.
           quiet: print only errors.
         """
-        from vdata_hub.pull import pull
+        from vdata_hub.query.pull import pull
 
         result = pull(out=str(out), format=_opt_str(format), repo=_opt_str(repo), revision=_opt_str(revision),
                       config=_opt_str(config), limit=limit, sql=sql if sql is True else _opt_str(sql),
@@ -335,11 +337,62 @@ class Commands:
           threshold: max/min ratio above which a distribution is flagged as imbalanced (default 2).
           token: Hub token for a private repo (default HF_TOKEN or `hf auth login`).
         """
-        from vdata_hub.stats import format_stats, stats
+        from vdata_hub.repo.stats import format_stats, stats
 
         result = stats(dataset=str(dataset), revision=_opt_str(revision), chart=_opt_str(chart),
                        threshold=None if threshold is None else float(threshold), token=_opt_str(token))
         print(format_stats(result, as_json=bool(json)))
+
+
+SUPPORT_URL = "https://huggingface.co/datasets/org/vdata/discussions"
+
+
+def after_run_prompt(out: str, summary, ask=input, say=print) -> None:
+    """The original design's flow: offer to contribute the data, then a short support message.
+
+    Never asks for or handles payment details; `--no-donate-prompt` or the user's config
+    (`donate_prompt: false`) turns it off, and the last question offers to do that for good.
+    """
+    from vdata_hub import config
+
+    if not config.donate_prompt_enabled() or summary.records == 0:
+        return
+    try:
+        _offer_contribution(out, summary, ask, say)
+        say(f"vdata-hub and its public dataset are free, kept up by volunteers. If this run helped you, "
+            f"a word of thanks or a star helps too: {SUPPORT_URL}")
+        if ask("Show these questions after every run? [Y/n] ").strip().lower() in ("n", "no"):
+            path = config.save_user_setting("donate_prompt", False)
+            say(f"Turned off for good (setting donate_prompt: false in {path}).")
+    except (EOFError, KeyboardInterrupt):
+        say("")
+
+
+def _offer_contribution(out: str, summary, ask, say) -> None:
+    from vdata_hub.config import resolve_repo
+
+    repo = resolve_repo()
+    answer = ask(f"Contribute these {summary.records:,} records to the public dataset {repo}? "
+                 "[a]ll / [p]art / [N]one: ").strip().lower()
+    if answer in ("", "n", "none"):
+        return
+    part = None
+    if answer in ("p", "part"):
+        part = ask("Which part? a fraction (0.25), a count (500) or a filter (bias_axis=gender): ").strip() or None
+        if part is None:
+            return
+    elif answer not in ("a", "all"):
+        say("Not contributing. You can do it later: vdata contribute " + out)
+        return
+    from vdata_hub.repo.contribute import contribute
+
+    try:
+        result = contribute(out=out, part=part)
+    except VdataError as exc:
+        say(f"error: {exc}\nYou can try again later: vdata contribute {out}" + (f" --part {part}" if part else ""))
+        return
+    if hasattr(result, "summary"):
+        say(result.summary())
 
 
 def _opt_str(value):

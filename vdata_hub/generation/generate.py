@@ -15,15 +15,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from vdata_hub import augment, quality
-from vdata_hub.errors import BudgetExceeded, SpecError, VdataError
-from vdata_hub.journal import Journal, PlannedIds, Progress, write_json_atomic
-from vdata_hub.local_model import is_local
-from vdata_hub.prompts import iter_planned_records
-from vdata_hub.records import Record, to_json
-from vdata_hub.spec import LoadedSpec, apply_overrides, load_spec
+from vdata_hub.generation import augment, quality
+from vdata_hub.errors import BudgetExceeded, SpecError
+from vdata_hub.generation.journal import Journal, PlannedIds, Progress, write_json_atomic
+from vdata_hub.generation.local_model import is_local
+from vdata_hub.generation.prompts import iter_planned_records
+from vdata_hub.generation.records import Record, to_json
+from vdata_hub.generation.spec import LoadedSpec, apply_overrides, load_spec
 
-SUPPORT_URL = "https://huggingface.co/datasets/org/vdata/discussions"
 EMBEDDED_NOTICE = ("note: no provider model given: generating with the embedded model SmolLM2-135M-Instruct "
                    "on this machine, no key or network needed (pass --model and -k to use a provider)")
 
@@ -81,11 +80,10 @@ class RunSummary:
 
 def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = None, api_base: Optional[str] = None,
              num_records: Optional[int] = None, concurrency: Optional[int] = None, max_cost: Optional[float] = None,
-             api_key: Optional[str] = None, dry_run: bool = False, quiet: bool = False,
-             no_donate_prompt: bool = False):
+             api_key: Optional[str] = None, dry_run: bool = False, quiet: bool = False):
     """Generate the records of a spec into an Arrow dataset at `out`; returns a RunSummary.
 
-    With `dry_run`, returns the cost estimate (vdata_hub.cost.Estimate) and calls nothing.
+    With `dry_run`, returns the cost estimate (vdata_hub.generation.cost.Estimate) and calls nothing.
     Raises SpecError/TemplateError before any call, AuthError on a refused key, and
     BudgetExceeded when the cost cap stops the run (what was generated is kept; rerun with a
     higher cap to continue).
@@ -95,7 +93,7 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
     planned_ids = PlannedIds(planned.id for planned in iter_planned_records(loaded))  # validates every template first
     _check_augment_axes(loaded)
     if dry_run:
-        from vdata_hub.cost import estimate_plan
+        from vdata_hub.generation.cost import estimate_plan
 
         return estimate_plan(iter_planned_records(loaded), loaded.spec)
     summary = _run(Path(out), loaded, planned_ids, api_key, quiet)
@@ -104,8 +102,6 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
             f"cost cap ${summary.max_cost_usd:,.4f} reached (spent ${summary.cost_usd:,.4f}); "
             f"{summary.records:,} of {summary.requested:,} records kept in {out}; "
             "raise --max-cost and run the same command to continue")
-    if not quiet and not no_donate_prompt and sys.stdin.isatty():
-        after_run_prompt(out, summary)
     return summary
 
 
@@ -121,7 +117,7 @@ def _check_augment_axes(loaded: LoadedSpec) -> None:
 
 
 def _run(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Optional[str], quiet: bool) -> RunSummary:
-    from vdata_hub.llm import resolve_api_key
+    from vdata_hub.generation.llm import resolve_api_key
 
     spec = loaded.spec
     journal = Journal(out).open()
@@ -130,7 +126,7 @@ def _run(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Option
         progress = journal.load(planned_ids)
         started = time.monotonic()
         if is_local(spec.model):
-            from vdata_hub.local_model import local_server
+            from vdata_hub.generation.local_model import local_server
 
             if not quiet and spec.model == "local":
                 print(EMBEDDED_NOTICE, file=sys.stderr)
@@ -176,7 +172,7 @@ class _Generation:
 
     def __init__(self, loaded: LoadedSpec, journal: Journal, progress: Progress, litellm_model: str,
                  api_base: Optional[str], api_key: Optional[str], quiet: bool):
-        from vdata_hub.llm import LLMClient
+        from vdata_hub.generation.llm import LLMClient
 
         self.loaded = loaded
         self.spec = loaded.spec
@@ -258,7 +254,7 @@ class _Generation:
         if self.progress.completed:
             return self.progress.cost_usd / len(self.progress.completed)
         if self._first_cost is None:
-            from vdata_hub.cost import call_cost, prompt_tokens
+            from vdata_hub.generation.cost import call_cost, prompt_tokens
 
             first = next(iter_planned_records(self.loaded))
             self._first_cost = call_cost(self.spec.model, prompt_tokens(first.prompt, first.system_prompt),
@@ -266,8 +262,8 @@ class _Generation:
         return self._first_cost
 
     async def _produce(self, planned) -> None:
-        from vdata_hub.cost import call_cost, prompt_tokens
-        from vdata_hub.llm import CallFailed
+        from vdata_hub.generation.cost import call_cost, prompt_tokens
+        from vdata_hub.generation.llm import CallFailed
 
         try:
             result = await self.client.complete(planned.prompt, planned.system_prompt,
@@ -336,49 +332,3 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def after_run_prompt(out: str, summary: RunSummary, ask=input, say=print) -> None:
-    """The original design's flow: offer to contribute the data, then a short support message.
-
-    Never asks for or handles payment details; `--no-donate-prompt` or the user's config
-    (`donate_prompt: false`) turns it off, and the last question offers to do that for good.
-    """
-    from vdata_hub import config
-
-    if not config.donate_prompt_enabled() or summary.records == 0:
-        return
-    try:
-        _offer_contribution(out, summary, ask, say)
-        say(f"vdata-hub and its public dataset are free, kept up by volunteers. If this run helped you, "
-            f"a word of thanks or a star helps too: {SUPPORT_URL}")
-        if ask("Show these questions after every run? [Y/n] ").strip().lower() in ("n", "no"):
-            path = config.save_user_setting("donate_prompt", False)
-            say(f"Turned off for good (setting donate_prompt: false in {path}).")
-    except (EOFError, KeyboardInterrupt):
-        say("")
-
-
-def _offer_contribution(out: str, summary: RunSummary, ask, say) -> None:
-    from vdata_hub.config import resolve_repo
-
-    repo = resolve_repo()
-    answer = ask(f"Contribute these {summary.records:,} records to the public dataset {repo}? "
-                 "[a]ll / [p]art / [N]one: ").strip().lower()
-    if answer in ("", "n", "none"):
-        return
-    part = None
-    if answer in ("p", "part"):
-        part = ask("Which part? a fraction (0.25), a count (500) or a filter (bias_axis=gender): ").strip() or None
-        if part is None:
-            return
-    elif answer not in ("a", "all"):
-        say("Not contributing. You can do it later: vdata contribute " + out)
-        return
-    from vdata_hub.contribute import contribute
-
-    try:
-        result = contribute(out=out, part=part)
-    except VdataError as exc:
-        say(f"error: {exc}\nYou can try again later: vdata contribute {out}" + (f" --part {part}" if part else ""))
-        return
-    if hasattr(result, "summary"):
-        say(result.summary())

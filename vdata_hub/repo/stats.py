@@ -36,7 +36,8 @@ from typing import Iterator, Optional
 import yaml
 
 from vdata_hub.errors import HubError, VdataError
-from vdata_hub.quality import check_text
+from vdata_hub.generation.quality import check_text
+from vdata_hub.repo import layout
 from vdata_hub.resources import TEMPLATE_DATA_DIR
 
 COLUMNS = ["text", "bias_axis", "domain", "task", "group", "augmented"]
@@ -191,7 +192,7 @@ def _hub_batches(repo: str, revision: Optional[str], token: Optional[str]) -> It
             raise HubError(f"{repo}: no revision {revision!r} (a branch, tag, commit or refs/pr/N)") from None
         except RepositoryNotFoundError:
             raise HubError(f"{repo}: no such dataset repo on the Hub (or it is private: pass a token)") from None
-        shards = sorted(f for f in files if f.startswith("data/") and f.endswith(".parquet"))
+        shards = sorted(f for f in files if layout.is_shard(f))
         fs = HfFileSystem(token=token)
         for shard in shards:  # Parquet over HTTP range requests: only the columns stats needs
             with fs.open(f"datasets/{repo}/{shard}", "rb", revision=revision) as handle:

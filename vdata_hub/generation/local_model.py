@@ -93,14 +93,15 @@ def free_port() -> int:
 
 
 def server_command(path: Path, port: int, alias: str, n_ctx: int, n_threads: int) -> list[str]:
-    """llama.cpp's server: chat format from the GGUF's own template (SmolLM2: ChatML).
+    """llama.cpp's server (through llama_server, which keeps its AMX kernels off): chat format from
+    the GGUF's own template (SmolLM2: ChatML).
 
     `--logits_all False`: the server's default keeps logits for every context position (an
     n_ctx × vocabulary array, 0.8 GB for SmolLM2 at 4096) and computes them for every prompt
     token; only logprobs need them, and vdata-hub asks for none.
     """
     return [
-        sys.executable, "-m", "llama_cpp.server",
+        sys.executable, "-m", "vdata_hub.generation.llama_server",
         "--model", str(path), "--model_alias", alias,
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),

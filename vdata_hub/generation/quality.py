@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from vdata_hub.spec import Quality
+from vdata_hub.generation.spec import Quality
 
 FLAGS = {
     "refusal": "the model refused",

@@ -1,6 +1,6 @@
 """The dataset card: README.md rendered from dataset_card/README.md.j2 with the repo's totals
 (from the small contributions/*.json manifests, never the data), YAML `configs:` (one `default`
-over everything, one per bias axis), the balance statistics of the rows on main (vdata_hub.stats,
+over everything, one per bias axis), the balance statistics of the rows on main (vdata_hub.repo.stats,
 the one place that reads the data), and the evaluation section kept verbatim across refreshes.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from vdata_hub import hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, VdataError
+from vdata_hub.repo import layout
 from vdata_hub.resources import CARD_DIR
 
 EVAL_START = "<!-- vdata-eval:start -->"
@@ -68,7 +69,7 @@ def render_card(repo: str, manifests: list[dict], axes: list[str], existing: str
                 balance=None) -> str:
     """README.md text; `axes` are the bias-axis folders present under data/; `balance`: the
     stats.DatasetStats of the rows the card describes (None: no rows yet)."""
-    from vdata_hub.stats import stats_markdown
+    from vdata_hub.repo.stats import stats_markdown
 
     text = render_template("README.md.j2", repo=repo, license=LICENSE, axes=sorted(axes),
                            t=totals(manifests), eval_start=EVAL_START, eval_end=EVAL_END,
@@ -106,17 +107,16 @@ def read_repo_state(hf_api, repo: str, token: str | None, revision: str = "main"
     with hub.errors(repo, token, "reading the card's inputs"):
         files = [entry.path for entry in hf_api.list_repo_tree(repo, recursive=True, repo_type="dataset",
                                                                revision=revision) if hasattr(entry, "size")]
-        axes = sorted({path.split("/")[1] for path in files
-                       if path.startswith("data/") and path.endswith(".parquet") and path.count("/") == 2})
+        axes = sorted(layout.shards_by_axis(files))
         manifests = []
-        for path in sorted(p for p in files if p.startswith("contributions/") and p.endswith(".json")):
+        for path in sorted(p for p in files if layout.manifest_id(p)):
             local = hf_api.hf_hub_download(repo, path, repo_type="dataset", revision=revision)
             try:
                 manifests.append(json.loads(Path(local).read_text(encoding="utf-8")))
             except ValueError:
                 raise HubError(f"{path} on {repo} is not valid JSON; fix or remove it") from None
         try:
-            readme = Path(hf_api.hf_hub_download(repo, "README.md", repo_type="dataset",
+            readme = Path(hf_api.hf_hub_download(repo, layout.CARD_FILE, repo_type="dataset",
                                                  revision=revision)).read_text(encoding="utf-8")
         except EntryNotFoundError:
             readme = None
@@ -126,7 +126,7 @@ def read_repo_state(hf_api, repo: str, token: str | None, revision: str = "main"
 def balance_stats(repo: str, revision: str, token: str | None = None):
     """Balance statistics of the rows at `revision` (reads the text and label columns of every
     shard: the only part of the card that reads the data), or None when there are no shards."""
-    from vdata_hub.stats import stats
+    from vdata_hub.repo.stats import stats
 
     result = stats(repo, revision=revision, token=token)
     return result if result.rows else None

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-from vdata_hub.local_model import is_local
+from vdata_hub.generation.local_model import is_local
 
 # English text measured 4.7-4.9 characters per token with the SmolLM2, GPT-4 and GPT-4o tokenizers
 # (demo stories) and 4.6 on the shipped prompts; 4.5 errs toward more tokens, so more cost.
@@ -141,8 +141,8 @@ def estimate_plan(planned_records, spec) -> Estimate:
 
 def estimate(spec: str = "demo", model: str | None = None, num_records: int | None = None) -> Estimate:
     """Load a spec (file or shipped name), apply overrides, plan its records and estimate them."""
-    from vdata_hub.prompts import iter_planned_records
-    from vdata_hub.spec import apply_overrides, load_spec
+    from vdata_hub.generation.prompts import iter_planned_records
+    from vdata_hub.generation.spec import apply_overrides, load_spec
 
     loaded = apply_overrides(load_spec(spec), model=model, num_records=num_records)
     return estimate_plan(iter_planned_records(loaded), loaded.spec)

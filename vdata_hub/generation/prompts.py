@@ -32,7 +32,7 @@ import yaml
 
 from vdata_hub.errors import SpecError, TemplateError
 from vdata_hub.resources import TEMPLATE_DATA_DIR, TEMPLATES_DIR
-from vdata_hub.spec import GenerationSpec, LoadedSpec, canonical_json
+from vdata_hub.generation.spec import GenerationSpec, LoadedSpec, canonical_json
 
 HEADER = re.compile(r"\A\s*\{#(.*?)#\}\s*", re.DOTALL)
 GROUP_VARIABLES = ("group", "other_group")

@@ -16,7 +16,7 @@ A ShardReader instead
 
 A query thus fetches the footers, the column chunks it reads, and at most about AHEAD_BYTES
 past the point where it stops. The reader is thread-safe: DuckDB may read one file from
-several threads.
+several threads. `hub_filesystem` gives DuckDB the pinned shards of a revision through ShardReaders.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import io
 import struct
 import threading
 from concurrent.futures import Future
+from datetime import datetime, timezone
 
 TAIL_BYTES = 32 * 1024  # the footer of a shard of a few row groups fits; a larger one costs one more request
 WINDOW_BYTES = 512 * 1024  # one request; half a compressed page of text (pages are 1 MB before compression)
@@ -216,3 +217,74 @@ class ShardFile(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
+
+
+READ_BLOCK_BYTES = 256 * 1024  # files other than the pinned shards (DuckDB's lock-down refuses them anyway)
+READ_THREADS = 4  # background range reads: footers of a view's shards at once, read-ahead
+PINNED_MTIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def hub_filesystem(layout, token):
+    """An HfFileSystem for the pinned shards of `layout` (pull.DatasetLayout) that reads them through
+    ShardReaders (footers in parallel, column-chunk-sized range reads, read-ahead) and answers glob,
+    size and modification time from the listing already fetched (files addressed by commit never
+    change), so DuckDB's file checks cost no API call. `prefetch_footers(urls)` starts the
+    footer reads; `close()` waits for reads in flight and stops the reading threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from huggingface_hub import HfFileSystem, constants, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
+
+    from vdata_hub.query.shard_reader import ShardFile, ShardReader
+
+    executor = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="vdata-pull-read")
+    headers = build_hf_headers(token=token)
+
+    def fetcher(path: str):
+        url = hf_hub_url(layout.repo, path, repo_type="dataset", revision=layout.commit, endpoint=constants.ENDPOINT)
+
+        def fetch(start: int, end: int) -> bytes:
+            response = http_backoff("GET", url, headers={**headers, "range": f"bytes={start}-{end - 1}"},
+                                    timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
+            hf_raise_for_status(response)
+            return response.content
+        return fetch
+
+    readers = {layout.url(path)[len("hf://"):]: ShardReader(size, fetcher(path), executor)
+               for path, size in layout.shard_sizes.items()}
+
+    def pinned(path) -> str | None:
+        """The path's name when it is one of the pinned shards, else None."""
+        name = str(path).removeprefix("hf://")
+        return name if name in readers else None
+
+    class PinnedHfFileSystem(HfFileSystem):
+        def info(self, path, refresh=False, revision=None, **kwargs):
+            if name := pinned(path):
+                return {"name": name, "size": readers[name].size, "type": "file"}
+            return super().info(path, refresh=refresh, revision=revision, **kwargs)
+
+        def modified(self, path, **kwargs):
+            if pinned(path):
+                return PINNED_MTIME
+            return super().modified(path, **kwargs)
+
+        def glob(self, path, maxdepth=None, **kwargs):
+            if name := pinned(path):
+                return [name]
+            return super().glob(path, maxdepth=maxdepth, **kwargs)
+
+        def _open(self, path, mode="rb", block_size=None, revision=None, **kwargs):
+            if mode == "rb" and revision is None and (name := pinned(path)):
+                return ShardFile(readers[name])
+            return super()._open(path, mode=mode, block_size=block_size, revision=revision, **kwargs)
+
+        def prefetch_footers(self, urls):
+            for name in filter(None, map(pinned, urls)):
+                readers[name].prefetch_tail()
+
+        def close(self):
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    return PinnedHfFileSystem(endpoint=constants.ENDPOINT, token=token, skip_instance_cache=True,
+                              block_size=READ_BLOCK_BYTES)

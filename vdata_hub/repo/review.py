@@ -6,7 +6,6 @@ main), comment the report on the PR, and merge or close it. After merges the car
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -15,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from vdata_hub import hub
+from vdata_hub.repo import layout
+from vdata_hub.repo.index import read_main_hashes
 from vdata_hub.config import resolve_repo
-from vdata_hub.contribute import contribution_hash
+from vdata_hub.repo.contribute import contribution_hash
 from vdata_hub.errors import HubError, ValidationFailed
-from vdata_hub.validation import Rules, validate
+from vdata_hub.repo.validation import Rules, validate
 
-SHARD = re.compile(r"^data/([a-z0-9][a-z0-9_-]{0,63})/([0-9a-f]{16})\.parquet$")
-MANIFEST = re.compile(r"^contributions/([0-9a-f]{16})\.json$")
 REVIEW_RULES = Rules(pii="reject", check_hashes=True)
 
 
@@ -49,7 +48,7 @@ class PullRequestReview:
 def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid: bool = False,
            token: str | None = None, quiet: bool = False) -> list[PullRequestReview]:
     """Review every open PR of `repo` (or only `pr`); comment, then merge / close as asked."""
-    from vdata_hub.card import card
+    from vdata_hub.repo.card import card
 
     repo = resolve_repo(repo)
     hf_api = hub.api(token)
@@ -60,7 +59,7 @@ def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid:
                 raise HubError(f"#{pr} on {repo} is not an open pull request")
         else:
             found = sorted(hub.open_pull_requests(hf_api, repo, token), key=lambda d: d.num)
-    known = hub.read_main_hashes(repo, token, hf_api=hf_api).hashes
+    known = read_main_hashes(repo, token, hf_api=hf_api).hashes
     results = []
     for discussion in found:
         if not quiet:
@@ -83,15 +82,15 @@ def review_one(hf_api, repo: str, num: int, title: str, known: np.ndarray, token
     result.files = sorted(added)
     if changed:
         result.problems.append(f"changes or deletes existing files (the dataset is append-only): {', '.join(changed)}")
-    shards = [path for path in added if SHARD.match(path)]
-    manifests = [path for path in added if MANIFEST.match(path)]
+    shards = [path for path in added if layout.contributed_shard(path)]
+    manifests = [path for path in added if layout.manifest_id(path)]
     others = [path for path in added if path not in shards and path not in manifests]
     if others:
         result.problems.append(f"adds files outside the dataset layout: {', '.join(others)}")
-    ids = {SHARD.match(p).group(2) for p in shards} | {MANIFEST.match(p).group(1) for p in manifests}
+    ids = {layout.contributed_shard(p)[1] for p in shards} | {layout.manifest_id(p) for p in manifests}
     if not shards or len(manifests) != 1 or len(ids) != 1:
-        result.problems.append("expected Parquet shards data/<axis>/<id>.parquet and one manifest "
-                               "contributions/<id>.json, all with the same contribution id")
+        result.problems.append(f"expected Parquet shards {layout.shard_path('<axis>', '<id>')} and one manifest "
+                               f"{layout.manifest_path('<id>')}, all with the same contribution id")
     if not shards:
         return result
     with tempfile.TemporaryDirectory(prefix="vdata-review-") as tmp, hub.errors(repo, token, f"downloading #{num}"):
@@ -116,12 +115,12 @@ def _consistency(local: dict, shards: list, manifests: list, report) -> list:
 
     problems = []
     for path in shards:
-        axis = SHARD.match(path).group(1)
+        axis = layout.shard_axis(path)
         values = sorted(pc.unique(pq.read_table(local[path], columns=["bias_axis"]).column(0)).to_pylist())
         if values != [axis]:
             problems.append(f"{path} holds rows of bias_axis {values}, expected only {axis!r}")
     if report.ok:
-        expected = SHARD.match(shards[0]).group(2)
+        expected = layout.contributed_shard(shards[0])[1]
         if contribution_hash(report.accepted_hashes()) != expected:
             problems.append(f"contribution id {expected} does not match its rows")
     for path in manifests:
@@ -159,7 +158,7 @@ def _tree(hf_api, repo: str, revision: str) -> dict:
 def _act(hf_api, repo: str, token: str | None, discussion, result: PullRequestReview, merge: bool,
          close_invalid: bool) -> None:
     """Comment the report; merge a passing PR or close a failing one when asked."""
-    from vdata_hub.card import render_template
+    from vdata_hub.repo.card import render_template
 
     report = result.report.as_dict() if result.report is not None else {
         "checked": 0, "accepted": 0, "rejected": {}, "scrubbed": {}, "flagged": {}}

@@ -1,9 +1,7 @@
 """Contribute a generated dataset: validate it, then open one pull request on the Hub dataset
 whose single commit adds the Parquet shards and a manifest.
 
-Repo layout (append-only; review and card read it):
-  data/<bias_axis>/<contribution_id>.parquet   rows of one axis, columns = records.ARROW_SCHEMA
-  contributions/<contribution_id>.json         the manifest: counts, models, tokens, cost, checks
+The PR adds one shard per bias axis and the contribution's manifest (paths: repo.layout).
 The contribution id is a hash of the contributed texts, so the same data twice is one PR.
 Either the PR exists with every file or nothing does: shards are written to a temporary folder,
 uploaded, and only then referenced by one `create_commit(create_pr=True)`.
@@ -30,8 +28,10 @@ import pyarrow.compute as pc
 from vdata_hub import __version__, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import ValidationFailed, VdataError
-from vdata_hub.records import ARROW_SCHEMA
-from vdata_hub.validation import Rules, validate
+from vdata_hub.generation.records import ARROW_SCHEMA
+from vdata_hub.repo import layout
+from vdata_hub.repo.index import read_main_hashes
+from vdata_hub.repo.validation import Rules, validate
 
 DEFAULT_LICENSE = "cc-by-4.0"
 ROW_GROUP_ROWS = 65_536
@@ -77,7 +77,7 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
     _progress(quiet, f"checking {table.num_rows} rows against {repo} ...")
     clock = time.perf_counter()
     base = hub.main_sha(hf_api, repo, token)
-    main = hub.read_main_hashes(repo, token, revision=base, hf_api=hf_api)
+    main = read_main_hashes(repo, token, revision=base, hf_api=hf_api)
     seconds = {"check_main": time.perf_counter() - clock}
     with tempfile.TemporaryDirectory(prefix="vdata-contribute-") as tmp:
         clock = time.perf_counter()
@@ -97,7 +97,7 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
             return result
         shards, stats = writer.shards(contribution_id), writer.stats
         manifest = build_manifest(contribution_id, stats, report, contributor)
-        manifest_path = f"contributions/{contribution_id}.json"
+        manifest_path = layout.manifest_path(contribution_id)
         manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
         result.manifest = manifest
         result.files = {path: f"{rows} rows" for path, (_, rows) in shards.items()}
@@ -196,7 +196,7 @@ def contribution_hash(text_hashes: np.ndarray) -> str:
 
 def find_contribution(hf_api, repo: str, contribution_id: str, token: str | None):
     """("already_merged", None) or ("already_open", url) when this contribution exists, else None."""
-    manifest = f"contributions/{contribution_id}.json"
+    manifest = layout.manifest_path(contribution_id)
     if hub.file_exists(hf_api, repo, manifest, "main", token):
         return "already_merged", None
     for discussion in hub.open_pull_requests(hf_api, repo, token):
@@ -279,7 +279,7 @@ class ShardWriter:
 
     def shards(self, contribution_id: str) -> dict:
         """{path in repo: (local path, rows)}."""
-        return {f"data/{axis}/{contribution_id}.parquet": (self.folder / f"{axis}.parquet", self.rows[axis])
+        return {layout.shard_path(axis, contribution_id): (self.folder / f"{axis}.parquet", self.rows[axis])
                 for axis in sorted(self.writers)}
 
 
@@ -331,7 +331,7 @@ def build_manifest(contribution_id: str, stats: dict, report, contributor: str) 
 
 def pr_text(repo: str, manifest: dict, report) -> tuple[str, str]:
     """Title (first line) and description of the PR, from dataset_card/pr_description.md.j2."""
-    from vdata_hub.card import render_template
+    from vdata_hub.repo.card import render_template
 
     text = render_template("pr_description.md.j2", repo=repo, m=manifest, report=report.as_dict())
     title, _, description = text.partition("\n")

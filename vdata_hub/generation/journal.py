@@ -167,7 +167,7 @@ def _features() -> dict:
     """
     import pyarrow as pa
 
-    from vdata_hub.records import ARROW_SCHEMA
+    from vdata_hub.generation.records import ARROW_SCHEMA
 
     dtypes = {pa.string(): "string", pa.int64(): "int64", pa.float64(): "float64", pa.bool_(): "bool"}
 
@@ -181,7 +181,7 @@ def _features() -> dict:
 
 def _dataset_schema():
     """ARROW_SCHEMA with the features in its metadata, as datasets' own writer stores them."""
-    from vdata_hub.records import ARROW_SCHEMA
+    from vdata_hub.generation.records import ARROW_SCHEMA
 
     return ARROW_SCHEMA.with_metadata({"huggingface": json.dumps({"info": {"features": _features()}})})
 
@@ -303,7 +303,7 @@ class Journal:
     def _write_arrow(path: Path, rows: Iterator[dict]) -> tuple[int, int]:
         import pyarrow as pa
 
-        from vdata_hub.records import records_to_table
+        from vdata_hub.generation.records import records_to_table
 
         counts = [0, 0]
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, _dataset_schema()) as writer:

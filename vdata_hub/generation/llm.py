@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from vdata_hub.errors import AuthError, LLMError
-from vdata_hub.spec import GenerationSpec
+from vdata_hub.generation.spec import GenerationSpec
 
 PROVIDER_KEY_VARIABLES = {
     "openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY",
