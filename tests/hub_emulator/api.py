@@ -12,15 +12,22 @@ import re
 
 import yaml
 
-from . import discussions, repos
+from . import discussions, repos, trees
 from .errors import HubError, entry_not_found, repo_not_found, revision_not_found
-from .server import Response, json_response
+from .server import DEFAULT_SETTINGS, Response, json_response
 from .storage import BlobMismatch
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 NAME_RE = re.compile(r"^(?![-.])(?!.*(--|\.\.))[A-Za-z0-9._-]{1,96}(?<![-.])$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 PR_REF_RE = re.compile(r"^refs/pr/\d+$")
+
+
+# Words that follow a repo id in a URL: `/api/models/gpt2/tree/main` is the canonical repo `gpt2`,
+# not a repo `gpt2/tree`, unless a repo `gpt2/tree` exists.
+REPO_ACTIONS = {"revision", "refs", "commits", "tree", "paths-info", "preupload", "commit", "branch", "tag",
+                "settings", "discussions", "super-squash", "lfs-files", "resolve", "blob", "raw", "compare",
+                "xet-read-token", "xet-write-token", "treesize", "parquet", "croissant"}
 
 
 def route(req):
@@ -35,13 +42,27 @@ def route(req):
         return api_route(req, segs[1:])
     repo_type = REPO_TYPES.get(segs[0], "model") if segs else "model"
     rest = segs[1:] if segs and segs[0] in ("datasets", "spaces") else segs
-    if len(rest) >= 2 and rest[1].endswith(".git") and rest[2:] == ["info", "lfs", "objects", "batch"]:
-        return lfs_batch(req, load_repo(req, repo_type, rest[0], rest[1][:-4]))
-    if len(rest) >= 4 and rest[2] == "resolve" and method in ("GET", "HEAD"):
-        repo = load_repo(req, repo_type, rest[0], rest[1])
-        rev, i = take_revision(rest, 3)
-        return resolve(req, repo, rev, "/".join(rest[i:]))
+    for width in (2, 1):  # `ns/name.git/...` or `name.git/...`
+        if len(rest) == width + 4 and rest[width - 1].endswith(".git") and rest[width:] == [
+                "info", "lfs", "objects", "batch"]:
+            ids = rest[:width - 1] + [rest[width - 1][:-4]]
+            return lfs_batch(req, load_repo(req, repo_type, ids))
+    if method in ("GET", "HEAD"):
+        width = resolve_width(req, repo_type, rest)
+        if width:
+            repo = load_repo(req, repo_type, rest[:width])
+            rev, i = take_revision(rest, width + 1)
+            return resolve(req, repo, rev, "/".join(rest[i:]))
     raise HubError(404, "NotFound", f"No such endpoint: {method} {req.raw_path}")
+
+
+def resolve_width(req, repo_type, rest):
+    """How many segments of ``rest`` are the repo id in a `.../resolve/{rev}/{path}` URL (0: not one)."""
+    two = len(rest) >= 4 and rest[2] == "resolve"
+    one = len(rest) >= 3 and rest[1] == "resolve"
+    if two and one:  # `name/resolve/resolve/...`: the repo `name/resolve` if it exists
+        return 2 if repos.find_repo(req.app.store, repo_type, rest[0], rest[1]) else 1
+    return 2 if two else 1 if one else 0
 
 
 def api_route(req, segs):
@@ -61,10 +82,11 @@ def api_route(req, segs):
     repo_type = REPO_TYPES[segs[0]]
     if len(segs) == 1 and method == "GET":
         return list_repos(req, repo_type)
-    if len(segs) < 3:
-        raise repo_not_found("/".join(segs[1:]))
-    repo = load_repo(req, repo_type, segs[1], segs[2])
-    return repo_route(req, repo, segs[3:])
+    ids = segs[1:]
+    width = 1 if len(ids) == 1 or (ids[1] in REPO_ACTIONS and not repos.find_repo(
+        req.app.store, repo_type, ids[0], ids[1])) else 2
+    repo = load_repo(req, repo_type, ids[:width])
+    return repo_route(req, repo, ids[width:])
 
 
 def repo_route(req, repo, rest):
@@ -102,21 +124,31 @@ def take_revision(segs, i):
 
 # -- accounts and repos ------------------------------------------------------------------------
 def whoami(req):
-    user = req.app.accounts.require_user(req.user)
-    orgs = [{"type": "org", "name": org, "fullname": org, "roleInOrg": "write"}
-            for org in req.app.accounts.user_orgs(user.name)]
+    """The Hub's `whoami-v2` shape: what `whoami`, `login`, `auth whoami` and namespace defaults read."""
+    accounts = req.app.accounts
+    user = accounts.require_user(req.user)
+    orgs = [{"type": "org", "id": account_id(org), "name": org, "fullname": org.title(), "email": None,
+             "avatarUrl": "", "canPay": False, "periodEnd": None, "roleInOrg": "write", "isEnterprise": False}
+            for org in accounts.user_orgs(user.name)]
     role = "write" if user.can_write else "read"
-    return {"type": "user", "id": hashlib.sha1(user.name.encode()).hexdigest()[:24], "name": user.name,
-            "fullname": user.name.title(), "email": f"{user.name}@example.invalid", "emailVerified": True,
-            "isPro": False, "orgs": orgs,
-            "auth": {"type": "access_token", "accessToken": {"displayName": "emulator", "role": role}}}
+    return {"type": "user", "id": account_id(user.name), "name": user.name, "fullname": user.fullname,
+            "email": f"{user.name}@example.invalid", "emailVerified": True, "canPay": False, "periodEnd": None,
+            "isPro": False, "avatarUrl": "", "orgs": orgs,
+            "auth": {"type": "access_token", "accessToken": {"displayName": "emulator", "role": role,
+                                                             "createdAt": "2024-01-01T00:00:00.000Z"}}}
 
 
-def load_repo(req, repo_type, namespace, name):
-    """The repo if the caller may see it; RepoNotFound for unknown and for others' private repos."""
+def account_id(name):
+    return hashlib.sha1(name.encode()).hexdigest()[:24]
+
+
+def load_repo(req, repo_type, ids):
+    """The repo named by one (canonical, like `gpt2`) or two id segments, if the caller may see it;
+    RepoNotFound for unknown repos and for others' private ones."""
+    namespace, name = (ids[0], ids[1]) if len(ids) == 2 else ("", ids[0])
     repo = repos.find_repo(req.app.store, repo_type, namespace, name)
-    if repo is None or (repo.private and not req.app.accounts.is_member(req.user, repo.namespace)):
-        raise repo_not_found(f"{namespace}/{name}")
+    if repo is None or (repo.private and not req.app.accounts.is_member(req.user, repo.owner)):
+        raise repo_not_found("/".join(ids))
     return repo
 
 
@@ -136,7 +168,7 @@ def create_repo(req):
     if not NAME_RE.match(name):
         raise HubError(400, "BadRequest", f"Invalid repo name: {name!r}")
     private = body.get("visibility") == "private" if "visibility" in body else bool(body.get("private"))
-    with req.app.store.lock:
+    with req.app.store.transaction():
         existing = repos.find_repo(req.app.store, repo_type, namespace, name)
         if existing:
             raise HubError(409, "RepoExists", f"You already created this {repo_type} repo",
@@ -147,15 +179,15 @@ def create_repo(req):
 
 def delete_repo(req):
     _, user, namespace, repo_type, name = _repo_body(req)
-    repo = load_repo(req, repo_type, namespace, name)
-    req.app.accounts.require_write(user, repo.namespace)
+    repo = load_repo(req, repo_type, [namespace, name])
+    req.app.accounts.require_write(user, repo.owner)
     repos.delete_repo(req.app.store, repo)
     return {}
 
 
 def settings(req, repo):
     body = req.json()
-    req.app.accounts.require_write(req.user, repo.namespace)
+    req.app.accounts.require_write(req.user, repo.owner)
     private = body.get("visibility") == "private" if "visibility" in body else body.get("private", repo.private)
     gated = body.get("gated", repo.gated)
     req.app.store.execute("UPDATE repos SET private = ?, gated = ? WHERE id = ?", int(bool(private)),
@@ -165,44 +197,58 @@ def settings(req, repo):
 
 def list_repos(req, repo_type):
     author, search = req.arg("author"), (req.arg("search") or "").lower()
-    rows = req.app.store.query("SELECT * FROM repos WHERE type = ? ORDER BY id DESC", repo_type)
     found = []
-    for row in rows:
-        repo = repos.Repo(row["id"], row["type"], row["namespace"], row["name"], bool(row["private"]),
-                          row["gated"] or False, row["created_at"])
-        if repo.private and not req.app.accounts.is_member(req.user, repo.namespace):
+    for repo in repos.all_repos(req.app.store, repo_type):
+        if repo.private and not req.app.accounts.is_member(req.user, repo.owner):
             continue
         if (author and repo.namespace != author) or search not in repo.repo_id.lower():
             continue
         sha = repos.get_ref(req.app.store, repo, "refs/heads/main")
-        found.append({"id": repo.repo_id, "author": repo.namespace, "sha": sha, "private": repo.private,
-                      "createdAt": repo.created_at, "downloads": 0, "likes": 0, "tags": []})
+        found.append({"id": repo.repo_id, "author": repo.namespace or repo.owner, "sha": sha,
+                      "private": repo.private, "createdAt": repo.created_at, "downloads": 0, "likes": 0, "tags": []})
     return found[: int(req.arg("limit") or 1000)]
 
 
 def repo_info(req, repo, rev):
+    """Repo info at a revision. With ``expand=...`` only the named properties (plus ``_id`` and ``id``)
+    are computed and returned, as on the Hub: ``expand=usedStorage`` costs no file listing."""
     store = req.app.store
     oid = repos.resolve_revision(store, repo, rev or "main")
-    row, snapshot = repos.commit_row(store, oid), store.load_tree(oid)
-    blobs = req.flag("blobs")
-    siblings = []
-    for path, (sha256, size, git_oid, is_lfs) in sorted(snapshot.items()):
+    row = repos.commit_row(store, oid)
+    wanted = set(req.query.get("expand", []) + req.query.get("expand[]", []))
+    fields = {
+        "author": lambda: repo.namespace or repo.owner, "sha": lambda: oid, "lastModified": lambda: row["date"],
+        "createdAt": lambda: repo.created_at, "private": lambda: repo.private, "gated": lambda: repo.gated,
+        "disabled": lambda: False, "downloads": lambda: 0, "downloadsAllTime": lambda: 0, "likes": lambda: 0,
+        "tags": lambda: [], "siblings": lambda: siblings(store, row["tree"], req.flag("blobs")),
+        "usedStorage": lambda: repos.storage_used(store, repo),
+        "mainSize": lambda: repos.commit_row(store, repos.get_ref(store, repo, "refs/heads/main"))["size"],
+        "cardData": lambda: repos.card_data(store, row["tree"]),
+    }
+    info = {"_id": f"{repo.id:024x}", "id": repo.repo_id}
+    for name, compute in fields.items():
+        if not wanted or name in wanted:
+            info[name] = compute()
+    if info.get("cardData", 0) is None:
+        del info["cardData"]
+    if repo.type == "model" and not wanted:
+        info["modelId"] = repo.repo_id
+    return info
+
+
+def siblings(store, root, blobs):
+    items = []
+    for path, entry in trees.walk(store.objects, root):
+        if trees.is_dir(entry):
+            continue
+        sha256, size, git_oid, is_lfs = entry
         item = {"rfilename": path}
         if blobs:
             item.update(size=size, blobId=git_oid)
             if is_lfs:
                 item["lfs"] = {"size": size, "sha256": sha256, "pointerSize": len(repos.lfs_pointer(sha256, size))}
-        siblings.append(item)
-    info = {"_id": f"{repo.id:024x}", "id": repo.repo_id, "author": repo.namespace, "sha": oid,
-            "lastModified": row["date"], "createdAt": repo.created_at, "private": repo.private,
-            "gated": repo.gated, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
-            "siblings": siblings, "usedStorage": sum(e[1] for e in snapshot.values())}
-    card = repos.card_data(store, snapshot)
-    if card is not None:
-        info["cardData"] = card
-    if repo.type == "model":
-        info["modelId"] = repo.repo_id
-    return info
+        items.append(item)
+    return items
 
 
 def list_refs(req, repo):
@@ -229,12 +275,18 @@ def paginate(req, items, page_size):
 
 
 def list_commits(req, repo, rev):
+    """A page of first-parent history; the cursor is the oid of the next commit, so a page costs
+    its own length whatever the depth."""
     store = req.app.store
-    rows = repos.history(store, repos.resolve_revision(store, repo, rev))
+    start = req.arg("cursor") or repos.resolve_revision(store, repo, rev)
+    if repos.commit_row(store, start) is None:
+        raise HubError(400, "BadRequest", f"Invalid cursor: {start}")
+    size = req.app.settings["commits_page_size"]
+    rows = repos.history(store, start, size + 1)
     formatted = "formatted" in req.query.get("expand[]", []) + req.query.get("expand", [])
-    page, headers = paginate(req, rows, req.app.settings["commits_page_size"])
+    headers = {"Link": f'<{req.next_url(cursor=rows[size]["oid"])}>; rel="next"'} if len(rows) > size else {}
     items = []
-    for row in page:
+    for row in rows[:size]:
         item = {"id": row["oid"], "title": row["title"], "message": row["message"], "date": row["date"],
                 "authors": [{"user": row["author"], "avatar": ""}]}
         if formatted:
@@ -246,29 +298,29 @@ def list_commits(req, repo, rev):
 def tree(req, repo, rev, path):
     store = req.app.store
     oid = repos.resolve_revision(store, repo, rev)
-    snapshot = store.load_tree(oid)
+    root = repos.root_of(store, oid)
     expand = req.flag("expand")
-    listing = repos.list_tree(snapshot, path, req.flag("recursive"))
+    recursive = req.flag("recursive")
+    listing = req.app.listings.get((root, path.strip("/"), recursive),
+                                   lambda: repos.list_tree(store, root, path, recursive))
     size = req.app.settings["tree_expand_page_size" if expand else "tree_page_size"]
     page, headers = paginate(req, listing, size)
-    return json_response(repos.entries_json(store, repo, oid, snapshot, page, expand), headers=headers)
+    return json_response(repos.entries_json(store, repo, oid, page, expand), headers=headers)
 
 
 def paths_info(req, repo, rev):
     store = req.app.store
     form = req.form()
     oid = repos.resolve_revision(store, repo, rev)
-    snapshot = store.load_tree(oid)
-    dirs = repos.directories(snapshot)
+    root = repos.root_of(store, oid)
     items = []
     for path in form.get("paths", []):
         path = path.strip("/")
-        if path in snapshot:
-            items.append(("file", path))
-        elif path in dirs:
-            items.append(("directory", path))
+        entry = repos.lookup(store, root, path) if path else None
+        if entry is not None:
+            items.append(("directory" if trees.is_dir(entry) else "file", path, entry))
     expand = (form.get("expand") or ["false"])[0].lower() == "true"
-    return repos.entries_json(store, repo, oid, snapshot, items, expand)
+    return repos.entries_json(store, repo, oid, items, expand)
 
 
 def validate_yaml(req):
@@ -313,7 +365,7 @@ def require_commit_rights(req, repo, rev, create_pr):
     and a PR's author may push to it; pushing to a branch needs write rights on the namespace."""
     accounts = req.app.accounts
     user = accounts.require_write_token(req.user)
-    if create_pr or accounts.is_member(user, repo.namespace):
+    if create_pr or accounts.is_member(user, repo.owner):
         return user
     if PR_REF_RE.match(rev):
         doc = discussions.for_pr_ref(req.app.store, repo, rev)
@@ -330,21 +382,22 @@ def preupload(req, repo, rev):
     body = req.json()
     create_pr = req.flag("create_pr")
     require_commit_rights(req, repo, rev, create_pr)
-    snapshot = store.load_tree(repos.resolve_revision(store, repo, rev))
-    lfs = repos.lfs_patterns(repos.text_file(store, snapshot, ".gitattributes"))
+    head = repos.resolve_revision(store, repo, rev)
+    root = repos.root_of(store, head)
+    lfs = repos.lfs_patterns(repos.text_file(store, root, ".gitattributes"))
     gitignore = body.get("gitIgnore")
     ignored = repos.ignore_patterns(gitignore if gitignore is not None else
-                                    repos.text_file(store, snapshot, ".gitignore"))
+                                    repos.text_file(store, root, ".gitignore"))
     files = []
     for item in body.get("files", []):
         path = str(item.get("path", ""))
         sample = base64.b64decode(item.get("sample") or "")
         mode = repos.upload_mode(path, int(item.get("size") or 0), sample, lfs)
-        entry = snapshot.get(path.strip("/"))
-        remote_oid = None if entry is None else (entry[0] if entry[3] else entry[2])
+        entry = repos.lookup(store, root, path)
+        remote_oid = None if entry is None or trees.is_dir(entry) else (entry[0] if entry[3] else entry[2])
         files.append({"path": path, "uploadMode": mode, "shouldIgnore": repos.is_ignored(path, ignored),
                       "oid": remote_oid})
-    return {"files": files, "commitOid": repos.resolve_revision(store, repo, rev)}
+    return {"files": files, "commitOid": head}
 
 
 def lfs_signature(req, oid, size):
@@ -415,10 +468,12 @@ def parse_ndjson(body):
 
 
 def commit(req, repo, rev):
-    store = req.app.store
+    """Apply an NDJSON commit to a branch or a PR ref, or open a PR with it (``create_pr=1``); all or
+    nothing: an error anywhere (a missing file to delete, a limit) leaves no commit, ref or PR."""
+    store, settings = req.app.store, req.app.settings
     create_pr = req.flag("create_pr")
     user = require_commit_rights(req, repo, rev, create_pr)
-    with req.body_file() as body, store.lock:
+    with req.body_file() as body, store.transaction():
         header, operations = parse_ndjson(body)
         title, description = header.get("summary") or "Commit", header.get("description") or ""
         parent = header.get("parentCommit")
@@ -427,22 +482,23 @@ def commit(req, repo, rev):
             if not (ref or "").startswith("refs/heads/"):
                 raise revision_not_found(rev)
             base_oid = repos.resolve_revision(store, repo, parent) if parent else repos.get_ref(store, repo, ref)
-            new_tree = repos.apply_operations(store, store.load_tree(base_oid), operations)
-            doc = discussions.create(store, repo, user.name, title, description, True, "open", ref, base_oid)
-            ref = f"refs/pr/{doc['num']}"
         else:
             if ref is None or not (ref.startswith("refs/heads/") or PR_REF_RE.match(ref)):
                 raise revision_not_found(rev)
-            head = repos.get_ref(store, repo, ref)
-            if parent and not head.startswith(parent):
+            base_oid = repos.get_ref(store, repo, ref)
+            if parent and not base_oid.startswith(parent):
                 raise HubError(412, "PreconditionFailed",
                                "The branch was updated since you opened this page. Please refresh and try again.")
+        root, _ = repos.apply_operations(store, repos.root_of(store, base_oid), operations,
+                                         settings.get("max_files_per_commit"))
+        if create_pr:
+            doc = discussions.create(store, repo, user.name, title, description, True, "open", ref, base_oid)
+            ref = f"refs/pr/{doc['num']}"
+        else:
             doc = discussions.for_pr_ref(store, repo, ref) if PR_REF_RE.match(ref) else None
             if doc and doc["status"] == "merged":
                 raise HubError(400, "BadRequest", f"Pull request #{doc['num']} is already merged")
-            base_oid = head
-            new_tree = repos.apply_operations(store, store.load_tree(head), operations)
-        oid = repos.write_commit(store, repo, ref, base_oid, new_tree, title, description, user.name)
+        oid = repos.write_commit(store, repo, ref, base_oid, root, title, description, user.name, settings)
         if doc:
             doc["events"].append(discussions.new_event("commit", user.name, {"subject": title, "oid": oid}))
             discussions.save(store, repo, doc)
@@ -462,9 +518,9 @@ def check_ref_name(name):
 def branch(req, repo, name):
     store = req.app.store
     body = req.json() if req.method == "POST" else {}
-    req.app.accounts.require_write(req.user, repo.namespace)
+    req.app.accounts.require_write(req.user, repo.owner)
     ref = f"refs/heads/{name}"
-    with store.lock:
+    with store.transaction():
         if req.method == "DELETE":
             if name == "main":
                 raise HubError(403, "Forbidden", "Cannot delete refs/heads/main")
@@ -482,8 +538,8 @@ def branch(req, repo, name):
 
 def tag(req, repo, name):
     store = req.app.store
-    req.app.accounts.require_write(req.user, repo.namespace)
-    with store.lock:
+    req.app.accounts.require_write(req.user, repo.owner)
+    with store.transaction():
         if req.method == "DELETE":
             if not repos.get_ref(store, repo, f"refs/tags/{name}"):
                 raise revision_not_found(name)
@@ -505,8 +561,8 @@ def resolve(req, repo, rev, path):
     """Raw file bytes with X-Repo-Commit/ETag; exact single-range support (206/416)."""
     store = req.app.store
     oid = repos.resolve_revision(store, repo, rev)
-    entry = store.load_tree(oid).get(path)
-    if entry is None:
+    entry = repos.lookup(store, repos.root_of(store, oid), path) if path else None
+    if entry is None or trees.is_dir(entry):
         err = entry_not_found(path)
         err.headers["X-Repo-Commit"] = oid  # lets the client cache the miss under .no_exist/<sha>
         raise err
@@ -559,17 +615,17 @@ def discussion_route(req, repo, rest):
         raise HubError(404, "NotFound", f"No such endpoint: {method} {req.raw_path}")
     body = req.json()
     user = req.app.accounts.require_write_token(req.user)
-    is_writer = req.app.accounts.is_member(user, repo.namespace)
+    is_writer = req.app.accounts.is_member(user, repo.owner)
     action = rest[1] if len(rest) == 2 else rest[3]
-    with store.lock:
+    with store.transaction():
         doc = discussions.get(store, repo, doc["num"])
         if len(rest) == 4 and rest[1] == "comment":
             result = edit_comment(doc, rest[2], action, body, user, is_writer)
         elif action == "merge":
-            req.app.accounts.require_write(user, repo.namespace)
+            req.app.accounts.require_write(user, repo.owner)
             if not doc["isPullRequest"]:
                 raise HubError(400, "BadRequest", f"#{doc['num']} is a discussion, not a pull request")
-            discussions.merge(store, repo, doc, user, body.get("comment"))
+            discussions.merge(store, repo, doc, user, body.get("comment"), req.app.settings)
             return {}
         else:
             result = discussion_action(doc, action, body, user, is_writer)
@@ -586,7 +642,7 @@ def create_discussion(req, repo):
         raise HubError(400, "BadRequest", "A discussion needs a title")
     is_pr = bool(body.get("pullRequest"))
     description = str(body.get("description") or "")
-    with store.lock:
+    with store.transaction():
         base_oid = repos.get_ref(store, repo, "refs/heads/main") if is_pr else None
         doc = discussions.create(store, repo, user.name, title, description, is_pr, "draft" if is_pr else "open",
                                  "refs/heads/main" if is_pr else None, base_oid)
@@ -646,21 +702,49 @@ def control(req, segs):
     if what == "faults" and method == "POST":
         fault = req.json()
         re.compile(fault["path_regex"])
+        if fault.get("when", "before") not in ("before", "after"):
+            raise HubError(400, "BadRequest", "when must be 'before' or 'after'")
         with app.lock:
             app.faults.append({"method": fault.get("method", "*").upper(), "path_regex": fault["path_regex"],
-                               "status": int(fault["status"]), "count": int(fault.get("count", 1)),
-                               "code": fault.get("code"), "message": fault.get("message")})
+                               "status": int(fault.get("status") or 500), "count": int(fault.get("count", 1)),
+                               "code": fault.get("code"), "message": fault.get("message"),
+                               "skip": int(fault.get("skip") or 0), "when": fault.get("when") or "before",
+                               "disconnect": bool(fault.get("disconnect"))})
         return {"faults": len(app.faults)}
     if what == "faults" and method == "DELETE":
         with app.lock:
             app.faults.clear()
         return {}
     if what == "settings" and method == "POST":
-        app.settings.update({k: int(v) for k, v in req.json().items() if k in app.settings})
+        values = req.json()
+        unknown = sorted(set(values) - set(app.settings))
+        if unknown:
+            raise HubError(400, "BadRequest", f"Unknown settings: {', '.join(unknown)}")
+        app.settings.update({k: None if v is None else int(v) for k, v in values.items()})
         return app.settings
+    if what == "settings" and method == "DELETE":
+        app.settings.clear()
+        app.settings.update(DEFAULT_SETTINGS)
+        return app.settings
+    if what == "repos" and method == "POST":
+        return create_canonical_repo(req)
     if what == "requests":
         if method == "DELETE":
             app.log.clear()
             return {}
         return list(app.log)
     raise HubError(404, "NotFound", f"No such control endpoint: {method} {req.raw_path}")
+
+
+def create_canonical_repo(req):
+    """A repo without a namespace (like `gpt2` or `squad`), which the Hub API cannot create: members of
+    ``owner`` may write to it."""
+    body = req.json()
+    name, repo_type, owner = str(body.get("name") or ""), body.get("type") or "model", body.get("owner") or ""
+    if not NAME_RE.match(name) or repo_type not in REPO_TYPES.values() or not owner:
+        raise HubError(400, "BadRequest", "Need a valid name, type and owner")
+    with req.app.store.transaction():
+        if repos.find_repo(req.app.store, repo_type, "", name):
+            raise HubError(409, "RepoExists", f"{name} already exists")
+        repo = repos.create_repo(req.app.store, repo_type, "", name, bool(body.get("private")), owner, owner=owner)
+    return {"url": repo.web_url(req.origin), "id": repo.repo_id}

@@ -13,6 +13,10 @@ class User:
     name: str
     can_write: bool
 
+    @property
+    def fullname(self):
+        return self.name.title()
+
 
 @dataclass
 class Accounts:

@@ -1,7 +1,9 @@
 """Discussions and pull requests: events, status changes, diffs and merges.
 
-A discussion is one JSON document per (repo, num). A pull request also owns the ref ``refs/pr/N``,
-remembers its base branch (``base``) and the commit it started from (``baseOid``).
+A discussion is one JSON document per (repo, num), with its kind, status and author beside it as
+columns so that listings filter and page in SQL and parse only the page they return. A pull request
+also owns the ref ``refs/pr/N``, remembers its base branch (``base``) and the commit it started from
+(``baseOid``).
 """
 
 import difflib
@@ -25,7 +27,7 @@ def comment_event(author, text):
 
 def create(store, repo, author, title, description, is_pr, status, base_ref=None, base_oid=None):
     """A new discussion (or PR, with ``refs/pr/N`` at ``base_oid``) opened by its description comment."""
-    with store.lock:
+    with store.transaction():
         num = store.one("SELECT next_num FROM repos WHERE id = ?", repo.id)["next_num"]
         store.execute("UPDATE repos SET next_num = ? WHERE id = ?", num + 1, repo.id)
         doc = {"num": num, "title": title, "status": status, "isPullRequest": is_pr, "author": author,
@@ -38,8 +40,9 @@ def create(store, repo, author, title, description, is_pr, status, base_ref=None
 
 
 def save(store, repo, doc):
-    store.execute("INSERT OR REPLACE INTO discussions (repo_id, num, doc) VALUES (?, ?, ?)",
-                  repo.id, doc["num"], json.dumps(doc))
+    store.execute("INSERT OR REPLACE INTO discussions (repo_id, num, is_pr, status, author, doc) "
+                  "VALUES (?, ?, ?, ?, ?, ?)", repo.id, doc["num"], int(doc["isPullRequest"]), doc["status"],
+                  doc["author"], json.dumps(doc))
 
 
 def get(store, repo, num):
@@ -69,39 +72,47 @@ def details_json(store, repo, doc):
         item["changes"] = {"base": doc["base"]}
         if doc.get("mergeCommitId"):
             item["changes"]["mergeCommitId"] = doc["mergeCommitId"]
-        conflicts = [] if doc["status"] in ("merged", "closed") else repos.merge_trees(base, target, head)[1]
+        conflicts = ([] if doc["status"] in ("merged", "closed")
+                     else repos.merge_trees(store, base, target, head, save=False)[1])
         item["filesWithConflicts"] = conflicts
-        item["diff"] = unified_diff(store, base, head)
+        item["diff"] = unified_diff(store, repos.changed_paths(store, base, head))
     return item
 
 
 def list_json(store, repo, page, kind, status, author, page_size=50):
-    docs = [json.loads(r["doc"]) for r in store.query(
-        "SELECT doc FROM discussions WHERE repo_id = ? ORDER BY num DESC", repo.id)]
+    """One page of discussions, newest first, filtered as the Hub does (open includes drafts, closed merged)."""
+    where, args = ["repo_id = ?"], [repo.id]
     if kind in ("discussion", "pull_request"):
-        docs = [d for d in docs if d["isPullRequest"] == (kind == "pull_request")]
+        where.append("is_pr = ?")
+        args.append(int(kind == "pull_request"))
     if status == "open":
-        docs = [d for d in docs if d["status"] in ("open", "draft")]
+        where.append("status IN ('open', 'draft')")
     elif status == "closed":
-        docs = [d for d in docs if d["status"] in ("closed", "merged")]
+        where.append("status IN ('closed', 'merged')")
     if author:
-        docs = [d for d in docs if d["author"] == author]
+        where.append("author = ?")
+        args.append(author)
+    condition = " AND ".join(where)
+    counts = store.one(f"SELECT count(*) AS n, coalesce(sum(status IN ('closed', 'merged')), 0) AS closed "
+                       f"FROM discussions WHERE {condition}", *args)
     start = page * page_size
-    return {"discussions": [summary_json(repo, d) for d in docs[start:start + page_size]], "count": len(docs),
-            "start": start, "numClosedDiscussions": sum(d["status"] in ("closed", "merged") for d in docs)}
+    rows = store.query(f"SELECT doc FROM discussions WHERE {condition} ORDER BY num DESC LIMIT ? OFFSET ?",
+                       *args, page_size, start)
+    return {"discussions": [summary_json(repo, json.loads(r["doc"])) for r in rows], "count": counts["n"],
+            "start": start, "numClosedDiscussions": counts["closed"]}
 
 
 def pr_trees(store, repo, doc):
-    """(base snapshot, PR head snapshot, current target-branch snapshot) of a pull request."""
+    """Root trees of a pull request: (where it started, its head, the target branch now)."""
     head_oid = repos.get_ref(store, repo, f"refs/pr/{doc['num']}") or doc["baseOid"]
     target_oid = repos.get_ref(store, repo, doc["base"]) or doc["baseOid"]
-    return (store.load_tree(doc["baseOid"]), store.load_tree(head_oid), store.load_tree(target_oid))
+    return tuple(repos.root_of(store, oid) for oid in (doc["baseOid"], head_oid, target_oid))
 
 
-def unified_diff(store, base, head):
+def unified_diff(store, changes):
+    """A simplified ``git diff`` of {path: (old entry, new entry)}: text files under 1 MB in full."""
     parts = []
-    for path in sorted(repos.changed_paths(base, head)):
-        old, new = base.get(path), head.get(path)
+    for path, (old, new) in sorted(changes.items()):
         parts.append(f"diff --git a/{path} b/{path}\n")
         if old is None:
             parts.append("new file mode 100644\n")
@@ -117,20 +128,20 @@ def unified_diff(store, base, head):
     return "".join(parts)
 
 
-def merge(store, repo, doc, user, comment=None):
+def merge(store, repo, doc, user, comment=None, limits=None):
     """Move the base branch to a new commit holding the PR's changes; 409 when they conflict."""
     if doc["status"] != "open":
         raise HubError(400, "BadRequest", f"Pull request #{doc['num']} is {doc['status']}: only an open pull request "
                        "can be merged (change a draft's status to open first)")
-    with store.lock:
+    with store.transaction():
         base, head, target = pr_trees(store, repo, doc)
-        merged, conflicts = repos.merge_trees(base, target, head)
+        merged, conflicts = repos.merge_trees(store, base, target, head)
         if conflicts:
             raise HubError(409, "MergeConflict", "Cannot merge pull request #{}: conflicting files: {}".format(
                 doc["num"], ", ".join(conflicts)))
         target_oid = repos.get_ref(store, repo, doc["base"])
         oid = repos.write_commit(store, repo, doc["base"], target_oid, merged, doc["title"],
-                                 f"Merge pull request #{doc['num']}", user.name)
+                                 f"Merge pull request #{doc['num']}", user.name, limits)
         if comment:
             doc["events"].append(comment_event(user.name, comment))
         doc["events"].append(new_event("status-change", user.name, {"status": "merged"}))

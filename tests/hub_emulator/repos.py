@@ -1,13 +1,15 @@
-"""Hub semantics over the store: repos, revisions, commits, trees, upload modes and merges.
+"""Hub semantics over the store: repos, revisions, commits, trees, upload modes, merges and limits.
 
-A commit holds a full snapshot ``{path: [sha256, size, git_oid, is_lfs]}``; refs are full git ref
-names (``refs/heads/main``, ``refs/tags/v1``, ``refs/pr/3``) pointing at commit oids.
+A commit points at a root tree (see ``trees.py``: one object per directory, file entries
+``[sha256, size, git_oid, is_lfs]``); refs are full git ref names (``refs/heads/main``,
+``refs/tags/v1``, ``refs/pr/3``) pointing at commit oids. Each commit also records its depth in
+first-parent history, its file count and size, and (table ``changes``) the paths it changed, so
+that ``lastCommit`` and the repo's storage are lookups instead of walks over the whole history.
 """
 
 import base64
 import fnmatch
 import hashlib
-import json
 import posixpath
 import re
 import time
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from . import trees
 from .errors import HubError, entry_not_found, revision_not_found
 
 DEFAULT_GITATTRIBUTES = "".join(
@@ -40,15 +43,16 @@ def now():
 class Repo:
     id: int
     type: str
-    namespace: str
+    namespace: str  # "" for a canonical repo without a namespace (like `gpt2`)
     name: str
+    owner: str  # the user or org whose members may write it: the namespace, or a canonical repo's owner
     private: bool
     gated: object
     created_at: str
 
     @property
     def repo_id(self):
-        return f"{self.namespace}/{self.name}"
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
     def web_url(self, origin):
         prefix = "" if self.type == "model" else f"{self.type}s/"
@@ -56,8 +60,8 @@ class Repo:
 
 
 def _repo(row):
-    return Repo(row["id"], row["type"], row["namespace"], row["name"], bool(row["private"]), row["gated"] or False,
-                row["created_at"])
+    return Repo(row["id"], row["type"], row["namespace"], row["name"], row["owner"], bool(row["private"]),
+                row["gated"] or False, row["created_at"])
 
 
 def find_repo(store, repo_type, namespace, name):
@@ -66,20 +70,25 @@ def find_repo(store, repo_type, namespace, name):
     return _repo(row) if row else None
 
 
-def create_repo(store, repo_type, namespace, name, private, author):
+def all_repos(store, repo_type):
+    return [_repo(row) for row in store.query("SELECT * FROM repos WHERE type = ? ORDER BY id DESC", repo_type)]
+
+
+def create_repo(store, repo_type, namespace, name, private, author, owner=None):
     """A new repo whose first commit, by its creator, holds the default .gitattributes."""
-    with store.lock:
-        store.execute("INSERT INTO repos (type, namespace, name, private, created_at) VALUES (?, ?, ?, ?, ?)",
-                      repo_type, namespace, name, int(private), now())
+    with store.transaction():
+        store.execute("INSERT INTO repos (type, namespace, name, owner, private, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                      repo_type, namespace, name, owner or namespace, int(private), now())
         repo = find_repo(store, repo_type, namespace, name)
-        tree = {".gitattributes": inline_entry(store, DEFAULT_GITATTRIBUTES.encode())}
-        write_commit(store, repo, "refs/heads/main", None, tree, "initial commit", "", author)
+        builder = trees.Builder(store.objects, None)
+        builder.add(".gitattributes", inline_entry(store, DEFAULT_GITATTRIBUTES.encode()))
+        write_commit(store, repo, "refs/heads/main", None, builder.write(), "initial commit", "", author)
     return repo
 
 
 def delete_repo(store, repo):
-    with store.lock:
-        for table in ("commits", "refs", "discussions"):
+    with store.transaction():
+        for table in ("commits", "refs", "discussions", "changes", "repo_blobs"):
             store.execute(f"DELETE FROM {table} WHERE repo_id = ?", repo.id)
         store.execute("DELETE FROM repos WHERE id = ?", repo.id)
 
@@ -119,7 +128,8 @@ def resolve_revision(store, repo, rev):
     if ref:
         return get_ref(store, repo, ref)
     if re.fullmatch(r"[0-9a-f]{7,40}", rev):
-        rows = store.query("SELECT oid FROM commits WHERE repo_id = ? AND oid LIKE ?", repo.id, rev + "%")
+        rows = store.query("SELECT oid FROM commits WHERE repo_id = ? AND oid >= ? AND oid < ? LIMIT 2",
+                           repo.id, rev, rev + "g")
         if len(rows) == 1:
             return rows[0]["oid"]
     raise revision_not_found(rev)
@@ -129,27 +139,79 @@ def commit_row(store, oid):
     return store.one("SELECT * FROM commits WHERE oid = ?", oid)
 
 
-def history(store, oid):
-    """Commits reachable from ``oid`` by first parent, newest first."""
+def root_of(store, oid):
+    return commit_row(store, oid)["tree"]
+
+
+def history(store, oid, limit):
+    """Up to ``limit`` commits from ``oid`` down its first parents, newest first."""
     rows = []
-    while oid:
+    while oid and len(rows) < limit:
         row = commit_row(store, oid)
         rows.append(row)
         oid = row["parent"]
     return rows
 
 
-def write_commit(store, repo, ref, parent, tree, title, message, author):
-    """Store a commit and move ``ref`` to it; returns the new oid."""
-    date = now()
-    seed = json.dumps([repo.id, parent, sorted(tree.items()), title, message, author, date, uuid.uuid4().hex])
-    oid = hashlib.sha1(seed.encode()).hexdigest()
-    with store.lock:
-        store.execute("INSERT INTO commits (oid, repo_id, parent, title, message, author, date, tree) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", oid, repo.id, parent, title, message, author, date,
-                      json.dumps(tree))
+def write_commit(store, repo, ref, parent, root, title, message, author, limits=None):
+    """Store a commit of tree ``root`` on top of ``parent`` and move ``ref`` to it; returns the new oid.
+
+    The Hub's limits on folders (and the optional ones on the repo) are checked here, so a commit,
+    a pull request and a merge meet them alike."""
+    with store.transaction():
+        parent_row = commit_row(store, parent) if parent else None
+        changes = trees.diff(store.objects, parent_row["tree"] if parent_row else None, root)
+        added = sum(old is None for old, new in changes.values())
+        removed = sum(new is None for old, new in changes.values())
+        files = (parent_row["files"] if parent_row else 0) + added - removed
+        size = (parent_row["size"] if parent_row else 0) + sum(
+            (new[1] if new else 0) - (old[1] if old else 0) for old, new in changes.values())
+        check_limits(store, ref, root, changes, files, limits or {})
+        depth = parent_row["depth"] + 1 if parent_row else 0
+        date = now()
+        oid = hashlib.sha1(f"{repo.id} {parent} {root} {title} {date} {uuid.uuid4().hex}".encode()).hexdigest()
+        store.execute("INSERT INTO commits (oid, repo_id, parent, depth, title, message, author, date, tree, files, "
+                      "size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", oid, repo.id, parent, depth, title, message,
+                      author, date, root, files, size)
+        touched = {path for changed in changes for path in (changed, *ancestors(changed))}
+        store.db.executemany("INSERT INTO changes (repo_id, path, depth, oid) VALUES (?, ?, ?, ?)",
+                             [(repo.id, path, depth, oid) for path in touched])
+        store.db.executemany(
+            "INSERT OR IGNORE INTO repo_blobs (repo_id, sha256, size, is_lfs, path, ref, pushed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(repo.id, new[0], new[1], int(new[3]), path, ref, date) for path, (_, new) in changes.items() if new])
         set_ref(store, repo, ref, oid)
     return oid
+
+
+def ancestors(path):
+    """The folders holding ``path``: ``a/b/c`` -> ``a/b``, ``a``."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def check_limits(store, ref, root, changes, files, limits):
+    """400 as the Hub answers a push with a folder over its entry limit; the optional limits likewise."""
+    folder_limit = limits.get("max_entries_per_folder")
+    if folder_limit:
+        grown = {folder for path, (old, _) in changes.items() if old is None for folder in (*ancestors(path), "")}
+        offending = [f for f in sorted(grown) if trees.dir_size(store.objects, trees.lookup(store.objects, root, f))
+                     > folder_limit]
+        if offending:
+            raise HubError(400, "BadRequest", "Your push was rejected because it contains too many files per "
+                           f"directory. Each directory in your git repo can only contain up to {folder_limit} files. "
+                           f"Offending reference: {ref} Offending directories: "
+                           + ", ".join(f"/{f}/" if f else "/" for f in offending))
+    repo_limit = limits.get("max_files_per_repo")
+    if repo_limit and files > repo_limit:
+        raise HubError(400, "BadRequest", f"This commit would leave {files} files in the repo, over the emulator's "
+                       f"limit of {repo_limit} (max_files_per_repo; the Hub recommends fewer than 100k files per repo)")
+
+
+def storage_used(store, repo):
+    """Bytes of every distinct file ever committed to the repo, on any ref: what history and pull
+    request refs keep stored (the Hub's ``usedStorage``)."""
+    return store.one("SELECT coalesce(sum(size), 0) AS n FROM repo_blobs WHERE repo_id = ?", repo.id)["n"]
 
 
 # -- tree entries ------------------------------------------------------------------------------
@@ -178,64 +240,55 @@ def file_json(path, entry, last_commit=None):
     return item
 
 
-def dir_json(path, tree, last_commit=None):
-    prefix = path + "/"
-    signature = "\n".join(f"{p} {e[2]}" for p, e in sorted(tree.items()) if p.startswith(prefix))
-    item = {"type": "directory", "oid": hashlib.sha1(signature.encode()).hexdigest(), "size": 0, "path": path}
+def dir_json(path, oid, last_commit=None):
+    item = {"type": "directory", "oid": oid, "size": 0, "path": path}
     if last_commit:
         item["lastCommit"] = last_commit
     return item
 
 
-def directories(tree):
-    dirs = set()
-    for path in tree:
-        parts = path.split("/")[:-1]
-        dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
-    return dirs
+def lookup(store, root, path):
+    return trees.lookup(store.objects, root, path.strip("/"))
 
 
-def list_tree(tree, path, recursive):
-    """(kind, path) pairs under ``path``, directories first; EntryNotFound when it is no folder."""
+def list_tree(store, root, path, recursive):
+    """(kind, path, entry) under ``path``, directories first; EntryNotFound when it is no folder."""
     path = path.strip("/")
-    dirs = directories(tree)
-    if path and path not in dirs:
+    oid = trees.lookup(store.objects, root, path)
+    if not trees.is_dir(oid):
         raise entry_not_found(path)
-    prefix = path + "/" if path else ""
-
-    def wanted(p):
-        return p.startswith(prefix) and (recursive or "/" not in p[len(prefix):])
-
-    return [("directory", d) for d in sorted(dirs) if wanted(d)] + [("file", f) for f in sorted(tree) if wanted(f)]
+    return trees.listing(store.objects, oid, path, recursive)
 
 
-def entries_json(store, repo, head_oid, tree, items, expand):
-    """Tree/paths-info JSON for (kind, path) pairs; with ``expand`` each gets the last commit touching it."""
-    last = last_commits(store, head_oid, [p for _, p in items]) if expand else {}
-    return [file_json(p, tree[p], last.get(p)) if kind == "file" else dir_json(p, tree, last.get(p))
-            for kind, p in items]
+def entries_json(store, repo, head_oid, items, expand):
+    """Tree/paths-info JSON for (kind, path, entry) triples; with ``expand`` each gets its last commit."""
+    last = last_commits(store, repo, head_oid, [p for _, p, _ in items]) if expand else {}
+    return [file_json(p, e, last.get(p)) if kind == "file" else dir_json(p, e, last.get(p)) for kind, p, e in items]
 
 
-def _path_value(tree, path):
-    if path in tree:
-        return tree[path]
-    prefix = path + "/"
-    return sorted((p, e[2]) for p, e in tree.items() if p.startswith(prefix))
+def last_commits(store, repo, head_oid, paths):
+    """For each path, the newest commit in ``head_oid``'s first-parent history that changed it (or,
+    for a folder, anything under it): the candidates come from ``changes``, newest first, and the first
+    one on the history wins. The history is walked down only as far as the answers lie."""
+    head = commit_row(store, head_oid)
+    chain, lowest = {head["depth"]: head}, head
 
+    def on_history(depth, oid):
+        nonlocal lowest
+        while lowest["depth"] > depth and lowest["parent"]:
+            lowest = commit_row(store, lowest["parent"])
+            chain[lowest["depth"]] = lowest
+        row = chain.get(depth)
+        return row if row is not None and row["oid"] == oid else None
 
-def last_commits(store, head_oid, paths):
-    """For each path, the newest first-parent commit that changed it."""
-    found, pending = {}, set(paths)
-    commits = history(store, head_oid)
-    for i, row in enumerate(commits):
-        if not pending:
-            break
-        tree = json.loads(row["tree"])
-        parent_tree = json.loads(commits[i + 1]["tree"]) if i + 1 < len(commits) else {}
-        for path in list(pending):
-            if _path_value(tree, path) != _path_value(parent_tree, path):
+    found = {}
+    for path in paths:
+        for candidate in store.query("SELECT depth, oid FROM changes WHERE repo_id = ? AND path = ? AND depth <= ? "
+                                     "ORDER BY depth DESC", repo.id, path, head["depth"]):
+            row = on_history(candidate["depth"], candidate["oid"])
+            if row is not None:
                 found[path] = {"id": row["oid"], "title": row["title"], "date": row["date"]}
-                pending.discard(path)
+                break
     return found
 
 
@@ -252,36 +305,45 @@ def clean_path(path):
     return path
 
 
-def apply_operations(store, tree, operations):
-    """New tree after NDJSON operations (file, lfsFile, deletedFile, deletedFolder)."""
-    tree = dict(tree)
+def apply_operations(store, root, operations, max_operations=None):
+    """(new root, operation count) after NDJSON operations (file, lfsFile, deletedFile, deletedFolder).
+
+    ``deletedFile`` of a folder removes the folder (as on the Hub); a path ending in ``/`` or a
+    ``deletedFolder`` only matches a folder."""
+    builder, count = trees.Builder(store.objects, root), 0
     for op in operations:
+        count += 1
+        if max_operations and count > max_operations:
+            raise HubError(400, "BadRequest", f"This commit has more than {max_operations} operations, the "
+                           "emulator's max_files_per_commit (the Hub recommends at most 100 files per commit)")
         key, value = op.get("key"), op.get("value") or {}
         path = clean_path(str(value.get("path", "")))
-        if key == "file":
-            if value.get("encoding", "base64") != "base64":
-                raise HubError(400, "BadRequest", f"Unsupported encoding for {path}")
-            tree[path] = inline_entry(store, base64.b64decode(value.get("content", "")))
-        elif key == "lfsFile":
-            oid = value.get("oid", "")
-            if not store.has_blob(oid):
-                raise HubError(422, "LfsObjectNotFound", f"LFS object {oid} for {path} was never uploaded")
-            size = store.blob_path(oid).stat().st_size
-            if value.get("size") is not None and int(value["size"]) != size:
-                raise HubError(422, "LfsSizeMismatch", f"LFS object {oid} has size {size}, not {value['size']}")
-            tree[path] = lfs_entry(oid, size)
-        elif key in ("deletedFile", "deletedFolder"):
-            folder = path.rstrip("/")
-            removed = [p for p in tree if p == folder or p.startswith(folder + "/")]
-            if key == "deletedFolder" or path.endswith("/"):
-                removed = [p for p in removed if p != folder]
-            if not removed:
-                raise entry_not_found(path, error=f"A file with this name doesn't exist: {path}")
-            for p in removed:
-                del tree[p]
-        else:
-            raise HubError(400, "BadRequest", f"Unknown commit operation key: {key!r}")
-    return tree
+        try:
+            if key == "file":
+                if value.get("encoding", "base64") != "base64":
+                    raise HubError(400, "BadRequest", f"Unsupported encoding for {path}")
+                builder.add(path, inline_entry(store, base64.b64decode(value.get("content", ""))))
+            elif key == "lfsFile":
+                builder.add(path, stored_lfs_entry(store, path, value))
+            elif key in ("deletedFile", "deletedFolder"):
+                folder_only = key == "deletedFolder" or path.endswith("/")
+                if not builder.delete(path.rstrip("/"), folder_only):
+                    raise entry_not_found(path, error=f"A file with this name doesn't exist: {path}")
+            else:
+                raise HubError(400, "BadRequest", f"Unknown commit operation key: {key!r}")
+        except ValueError as err:  # a file where a folder is needed, or the reverse
+            raise HubError(400, "BadRequest", str(err)) from None
+    return builder.write(), count
+
+
+def stored_lfs_entry(store, path, value):
+    oid = value.get("oid", "")
+    if not store.has_blob(oid):
+        raise HubError(422, "LfsObjectNotFound", f"LFS object {oid} for {path} was never uploaded")
+    size = store.blob_path(oid).stat().st_size
+    if value.get("size") is not None and int(value["size"]) != size:
+        raise HubError(422, "LfsSizeMismatch", f"LFS object {oid} has size {size}, not {value['size']}")
+    return lfs_entry(oid, size)
 
 
 # -- upload modes ------------------------------------------------------------------------------
@@ -313,9 +375,9 @@ def is_ignored(path, patterns):
     return any(_pattern_matches(p, path) or path.startswith(p.strip("/") + "/") for p in patterns)
 
 
-def text_file(store, tree, path):
-    entry = tree.get(path)
-    if entry is None:
+def text_file(store, root, path):
+    entry = trees.lookup(store.objects, root, path)
+    if entry is None or trees.is_dir(entry):
         return ""
     return store.read_blob(entry[0]).decode("utf-8", "replace")
 
@@ -327,8 +389,8 @@ def front_matter(text):
     return None if match is None else (match.group(1) or "")
 
 
-def card_data(store, tree):
-    raw = front_matter(text_file(store, tree, "README.md"))
+def card_data(store, root):
+    raw = front_matter(text_file(store, root, "README.md"))
     if not raw:
         return None
     try:
@@ -339,19 +401,10 @@ def card_data(store, tree):
 
 
 # -- merges ------------------------------------------------------------------------------------
-def changed_paths(base, head):
-    return {p for p in set(base) | set(head) if base.get(p) != head.get(p)}
+def changed_paths(store, base_root, head_root):
+    return trees.diff(store.objects, base_root, head_root)
 
 
-def merge_trees(base, ours, theirs):
-    """Three-way merge of snapshots: (merged tree, conflicting paths)."""
-    merged, conflicts = dict(ours), []
-    for path in sorted(changed_paths(base, theirs)):
-        if ours.get(path) == base.get(path) or ours.get(path) == theirs.get(path):
-            if theirs.get(path) is None:
-                merged.pop(path, None)
-            else:
-                merged[path] = theirs[path]
-        else:
-            conflicts.append(path)
-    return merged, conflicts
+def merge_trees(store, base_root, ours_root, theirs_root, save=True):
+    """Three-way merge of trees: (merged root, conflicting paths)."""
+    return trees.merge(store.objects, base_root, ours_root, theirs_root, save=save)

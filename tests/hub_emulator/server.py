@@ -133,6 +133,15 @@ class Request:
         return f"{self.origin}{self.raw_path}?{urlencode(query, doseq=True)}"
 
 
+DEFAULT_SETTINGS = {
+    # page sizes of the Hub
+    "tree_page_size": 1000, "tree_expand_page_size": 50, "commits_page_size": 50,
+    # the Hub's limits (repositories-recommendations): 10,000 entries per folder is enforced by the
+    # Hub (400 on push); files per repo and per commit are only recommended, so off (None) by default
+    "max_entries_per_folder": 10_000, "max_files_per_repo": None, "max_files_per_commit": None,
+}
+
+
 class App:
     """Shared state of one emulator: the store, accounts, injected faults, settings and a request log."""
 
@@ -140,21 +149,48 @@ class App:
         self.store = Store(data_dir)
         self.accounts = accounts
         self.faults = []
-        self.settings = {"tree_page_size": 1000, "tree_expand_page_size": 50, "commits_page_size": 50}
+        self.settings = dict(DEFAULT_SETTINGS)
         self.log = collections.deque(maxlen=10000)
         self.lock = threading.Lock()
         self.secret = uuid.uuid4().hex
+        self.listings = RecentCache()
 
     def take_fault(self, method, path):
+        """The fault this request meets, if any: the first matching one whose ``skip`` is used up."""
         with self.lock:
             for fault in self.faults:
                 if fault["method"] in (method, "*") and (re.search(fault["path_regex"], path)
                                                          or re.search(fault["path_regex"], unquote(path))):
+                    if fault["skip"] > 0:
+                        fault["skip"] -= 1
+                        return None
                     fault["count"] -= 1
                     if fault["count"] <= 0:
                         self.faults.remove(fault)
                     return fault
         return None
+
+
+class RecentCache:
+    """The last few values by key (tree listings by root, path and recursion), so that paging through
+    a 10,000-entry folder lists it once rather than once per page."""
+
+    def __init__(self, size=16):
+        self.size = size
+        self.items = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key, compute):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        value = compute()
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -174,15 +210,16 @@ class Handler(BaseHTTPRequestHandler):
 
         app = self.server.app
         req = Request(self, app)
+        fault = None if req.raw_path.startswith("/_emulator/") else app.take_fault(self.command, self.path)
         try:
-            fault = None if req.raw_path.startswith("/_emulator/") else app.take_fault(self.command, self.path)
-            if fault:
+            if fault and fault["when"] == "before":
                 req.drain()
-                raise HubError(fault["status"], fault.get("code") or "InjectedFault",
-                               fault.get("message") or f"Injected fault {fault['status']}")
+                raise fault_error(fault)
             response = route(req)
             if not isinstance(response, Response):
                 response = json_response(response)
+            if fault:  # "after": the request took effect, but its answer is lost
+                raise fault_error(fault)
         except HubError as err:
             response = error_response(err)
         except Exception:  # a bug in the emulator: say so loudly, as a 500 the client will show
@@ -192,7 +229,11 @@ class Handler(BaseHTTPRequestHandler):
             req.drain()
         except Exception:
             self.close_connection = True
-        app.log.append({"method": self.command, "path": self.path, "status": response.status})
+        status = "disconnected" if fault and fault["disconnect"] else response.status
+        app.log.append({"method": self.command, "path": self.path, "status": status})
+        if fault and fault["disconnect"]:
+            self.close_connection = True  # no answer at all: the client sees the connection drop
+            return
         self.send(response)
 
     def send(self, response):
@@ -219,6 +260,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         if os.environ.get("HUB_EMULATOR_VERBOSE"):
             super().log_message(format, *args)
+
+
+def fault_error(fault):
+    return HubError(fault["status"], fault.get("code") or "InjectedFault",
+                    fault.get("message") or f"Injected fault {fault['status']}")
 
 
 def error_response(err):

@@ -2,11 +2,13 @@
 
 Blobs live under ``blobs/<aa>/<sha256>`` and are written by streaming to a temp file while hashing,
 so a large upload never sits in memory. Metadata (repos, commits, refs, discussions) is in one SQLite
-file guarded by one lock: the emulator serves tests, not production traffic.
+file guarded by one lock: the emulator serves tests, not production traffic. Trees are stored the
+way git stores them, one content-addressed object per directory (see ``trees.py``); the other tables
+are indexed for the lookups a repo with thousands of commits and pull requests makes.
 """
 
+import contextlib
 import hashlib
-import json
 import os
 import queue
 import sqlite3
@@ -14,22 +16,32 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .trees import Objects
+
 CHUNK = 1 << 20
 
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS repos (
-    id INTEGER PRIMARY KEY, type TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, type TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL,
     private INTEGER NOT NULL, gated TEXT, created_at TEXT NOT NULL, next_num INTEGER NOT NULL DEFAULT 1);
 CREATE UNIQUE INDEX IF NOT EXISTS repos_key ON repos (type, lower(namespace), lower(name));
 CREATE TABLE IF NOT EXISTS commits (
-    oid TEXT PRIMARY KEY, repo_id INTEGER NOT NULL, parent TEXT, title TEXT, message TEXT,
-    author TEXT, date TEXT, tree TEXT NOT NULL);
+    oid TEXT PRIMARY KEY, repo_id INTEGER NOT NULL, parent TEXT, depth INTEGER NOT NULL, title TEXT, message TEXT,
+    author TEXT, date TEXT, tree TEXT NOT NULL, files INTEGER NOT NULL, size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS commits_repo ON commits (repo_id, oid);
+CREATE TABLE IF NOT EXISTS objects (oid TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (repo_id INTEGER NOT NULL, path TEXT NOT NULL, depth INTEGER NOT NULL, oid TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS changes_path ON changes (repo_id, path, depth);
+CREATE TABLE IF NOT EXISTS repo_blobs (
+    repo_id INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, is_lfs INTEGER NOT NULL,
+    path TEXT NOT NULL, ref TEXT, pushed_at TEXT NOT NULL, PRIMARY KEY (repo_id, sha256)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refs (
     repo_id INTEGER NOT NULL, name TEXT NOT NULL, oid TEXT NOT NULL, PRIMARY KEY (repo_id, name));
 CREATE TABLE IF NOT EXISTS discussions (
-    repo_id INTEGER NOT NULL, num INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (repo_id, num));
+    repo_id INTEGER NOT NULL, num INTEGER NOT NULL, is_pr INTEGER NOT NULL, status TEXT NOT NULL,
+    author TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (repo_id, num));
 """
-
 
 class BlobMismatch(ValueError):
     """Raised when streamed content does not match the announced sha256 or size."""
@@ -109,7 +121,14 @@ class Store:
         # default (synchronous=FULL, rollback journal) each commit waits for the disk several times.
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=OFF")
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = self.db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'repos'").fetchone()[0]
+        if has_tables and version != SCHEMA_VERSION:
+            raise RuntimeError(f"{self.root} holds an older emulator's data (schema {version}, "
+                               f"this one writes {SCHEMA_VERSION}): start it with a fresh --data folder")
         self.db.executescript(SCHEMA)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.objects = Objects(self)
 
     # -- blobs -------------------------------------------------------------------------------
     def blob_path(self, sha256):
@@ -166,6 +185,21 @@ class Store:
         return self.blob_path(sha256).read_bytes()
 
     # -- metadata ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self):
+        """All statements inside (nested ones join the outer one) take effect together or not at all."""
+        with self.lock:
+            if self.db.in_transaction:
+                yield
+                return
+            self.db.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
     def query(self, sql, *args):
         with self.lock:
             return self.db.execute(sql, args).fetchall()
@@ -178,6 +212,9 @@ class Store:
         with self.lock:
             return self.db.execute(sql, args)
 
-    def load_tree(self, commit_oid):
-        row = self.one("SELECT tree FROM commits WHERE oid = ?", commit_oid)
-        return json.loads(row["tree"]) if row else None
+    def get_object(self, oid):
+        row = self.one("SELECT data FROM objects WHERE oid = ?", oid)
+        return None if row is None else bytes(row["data"])
+
+    def put_object(self, oid, data):
+        self.execute("INSERT OR IGNORE INTO objects (oid, data) VALUES (?, ?)", oid, data)
