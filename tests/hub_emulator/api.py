@@ -9,11 +9,12 @@ import hashlib
 import hmac
 import json
 import re
+from urllib.parse import quote
 
 import yaml
 
 from . import discussions, repos, trees
-from .errors import HubError, entry_not_found, repo_not_found, revision_not_found
+from .errors import HubError, Redirect, entry_not_found, repo_not_found, revision_not_found
 from .server import DEFAULT_SETTINGS, Response, json_response
 from .storage import BlobMismatch
 
@@ -42,15 +43,16 @@ def route(req):
         return api_route(req, segs[1:])
     repo_type = REPO_TYPES.get(segs[0], "model") if segs else "model"
     rest = segs[1:] if segs and segs[0] in ("datasets", "spaces") else segs
+    at = len(segs) - len(rest)
     for width in (2, 1):  # `ns/name.git/...` or `name.git/...`
         if len(rest) == width + 4 and rest[width - 1].endswith(".git") and rest[width:] == [
                 "info", "lfs", "objects", "batch"]:
             ids = rest[:width - 1] + [rest[width - 1][:-4]]
-            return lfs_batch(req, load_repo(req, repo_type, ids))
+            return lfs_batch(req, load_repo(req, repo_type, ids, at, ".git"))
     if method in ("GET", "HEAD"):
         width = resolve_width(req, repo_type, rest)
         if width:
-            repo = load_repo(req, repo_type, rest[:width])
+            repo = load_repo(req, repo_type, rest[:width], at)
             rev, i = take_revision(rest, width + 1)
             return resolve(req, repo, rev, "/".join(rest[i:]))
     raise HubError(404, "NotFound", f"No such endpoint: {method} {req.raw_path}")
@@ -61,7 +63,7 @@ def resolve_width(req, repo_type, rest):
     two = len(rest) >= 4 and rest[2] == "resolve"
     one = len(rest) >= 3 and rest[1] == "resolve"
     if two and one:  # `name/resolve/resolve/...`: the repo `name/resolve` if it exists
-        return 2 if repos.find_repo(req.app.store, repo_type, rest[0], rest[1]) else 1
+        return 2 if known(req, repo_type, rest[:2]) else 1
     return 2 if two else 1 if one else 0
 
 
@@ -83,10 +85,15 @@ def api_route(req, segs):
     if len(segs) == 1 and method == "GET":
         return list_repos(req, repo_type)
     ids = segs[1:]
-    width = 1 if len(ids) == 1 or (ids[1] in REPO_ACTIONS and not repos.find_repo(
-        req.app.store, repo_type, ids[0], ids[1])) else 2
-    repo = load_repo(req, repo_type, ids[:width])
+    width = 1 if len(ids) == 1 or (ids[1] in REPO_ACTIONS and not known(req, repo_type, ids[:2])) else 2
+    repo = load_repo(req, repo_type, ids[:width], 2)
     return repo_route(req, repo, ids[width:])
+
+
+def known(req, repo_type, ids):
+    """Whether a two-segment id names a repo or an alias (else its second segment is an action)."""
+    store = req.app.store
+    return bool(repos.find_repo(store, repo_type, *ids) or repos.find_alias(store, repo_type, ids))
 
 
 def repo_route(req, repo, rest):
@@ -142,12 +149,20 @@ def account_id(name):
     return hashlib.sha1(name.encode()).hexdigest()[:24]
 
 
-def load_repo(req, repo_type, ids):
-    """The repo named by one (canonical, like `gpt2`) or two id segments, if the caller may see it;
-    RepoNotFound for unknown repos and for others' private ones."""
-    namespace, name = (ids[0], ids[1]) if len(ids) == 2 else ("", ids[0])
-    repo = repos.find_repo(req.app.store, repo_type, namespace, name)
-    if repo is None or (repo.private and not req.app.accounts.is_member(req.user, repo.owner)):
+def load_repo(req, repo_type, ids, at=None, suffix=""):
+    """The repo named by ``ids`` (found at segment ``at`` of the path), if the caller may see it.
+
+    An old id that redirects (a canonical id like `gpt2`, or a moved repo's) answers 307 to the same
+    URL with the repo's id; anything else unknown, and others' private repos, give RepoNotFound."""
+    repo = repos.find_repo(req.app.store, repo_type, *ids) if len(ids) == 2 else None
+    if repo is None and at is not None:
+        moved = repos.find_alias(req.app.store, repo_type, ids)
+        if moved is not None and not (moved.private and not req.app.accounts.is_member(req.user, moved.namespace)):
+            raw = req.raw_path.split("/")[1:]
+            target = [quote(moved.namespace), quote(moved.name) + suffix]
+            location = "/" + "/".join(raw[:at] + target + raw[at + len(ids):])
+            raise Redirect(location + (f"?{req.raw_query}" if req.raw_query else ""))
+    if repo is None or (repo.private and not req.app.accounts.is_member(req.user, repo.namespace)):
         raise repo_not_found("/".join(ids))
     return repo
 
@@ -179,15 +194,15 @@ def create_repo(req):
 
 def delete_repo(req):
     _, user, namespace, repo_type, name = _repo_body(req)
-    repo = load_repo(req, repo_type, [namespace, name])
-    req.app.accounts.require_write(user, repo.owner)
+    repo = load_repo(req, repo_type, [namespace, name])  # no redirect: the body names the repo
+    req.app.accounts.require_write(user, repo.namespace)
     repos.delete_repo(req.app.store, repo)
     return {}
 
 
 def settings(req, repo):
     body = req.json()
-    req.app.accounts.require_write(req.user, repo.owner)
+    req.app.accounts.require_write(req.user, repo.namespace)
     private = body.get("visibility") == "private" if "visibility" in body else body.get("private", repo.private)
     gated = body.get("gated", repo.gated)
     req.app.store.execute("UPDATE repos SET private = ?, gated = ? WHERE id = ?", int(bool(private)),
@@ -199,12 +214,12 @@ def list_repos(req, repo_type):
     author, search = req.arg("author"), (req.arg("search") or "").lower()
     found = []
     for repo in repos.all_repos(req.app.store, repo_type):
-        if repo.private and not req.app.accounts.is_member(req.user, repo.owner):
+        if repo.private and not req.app.accounts.is_member(req.user, repo.namespace):
             continue
         if (author and repo.namespace != author) or search not in repo.repo_id.lower():
             continue
         sha = repos.get_ref(req.app.store, repo, "refs/heads/main")
-        found.append({"id": repo.repo_id, "author": repo.namespace or repo.owner, "sha": sha,
+        found.append({"id": repo.repo_id, "author": repo.namespace, "sha": sha,
                       "private": repo.private, "createdAt": repo.created_at, "downloads": 0, "likes": 0, "tags": []})
     return found[: int(req.arg("limit") or 1000)]
 
@@ -217,7 +232,7 @@ def repo_info(req, repo, rev):
     row = repos.commit_row(store, oid)
     wanted = set(req.query.get("expand", []) + req.query.get("expand[]", []))
     fields = {
-        "author": lambda: repo.namespace or repo.owner, "sha": lambda: oid, "lastModified": lambda: row["date"],
+        "author": lambda: repo.namespace, "sha": lambda: oid, "lastModified": lambda: row["date"],
         "createdAt": lambda: repo.created_at, "private": lambda: repo.private, "gated": lambda: repo.gated,
         "disabled": lambda: False, "downloads": lambda: 0, "downloadsAllTime": lambda: 0, "likes": lambda: 0,
         "tags": lambda: [], "siblings": lambda: siblings(store, row["tree"], req.flag("blobs")),
@@ -365,7 +380,7 @@ def require_commit_rights(req, repo, rev, create_pr):
     and a PR's author may push to it; pushing to a branch needs write rights on the namespace."""
     accounts = req.app.accounts
     user = accounts.require_write_token(req.user)
-    if create_pr or accounts.is_member(user, repo.owner):
+    if create_pr or accounts.is_member(user, repo.namespace):
         return user
     if PR_REF_RE.match(rev):
         doc = discussions.for_pr_ref(req.app.store, repo, rev)
@@ -518,7 +533,7 @@ def check_ref_name(name):
 def branch(req, repo, name):
     store = req.app.store
     body = req.json() if req.method == "POST" else {}
-    req.app.accounts.require_write(req.user, repo.owner)
+    req.app.accounts.require_write(req.user, repo.namespace)
     ref = f"refs/heads/{name}"
     with store.transaction():
         if req.method == "DELETE":
@@ -538,7 +553,7 @@ def branch(req, repo, name):
 
 def tag(req, repo, name):
     store = req.app.store
-    req.app.accounts.require_write(req.user, repo.owner)
+    req.app.accounts.require_write(req.user, repo.namespace)
     with store.transaction():
         if req.method == "DELETE":
             if not repos.get_ref(store, repo, f"refs/tags/{name}"):
@@ -615,14 +630,14 @@ def discussion_route(req, repo, rest):
         raise HubError(404, "NotFound", f"No such endpoint: {method} {req.raw_path}")
     body = req.json()
     user = req.app.accounts.require_write_token(req.user)
-    is_writer = req.app.accounts.is_member(user, repo.owner)
+    is_writer = req.app.accounts.is_member(user, repo.namespace)
     action = rest[1] if len(rest) == 2 else rest[3]
     with store.transaction():
         doc = discussions.get(store, repo, doc["num"])
         if len(rest) == 4 and rest[1] == "comment":
             result = edit_comment(doc, rest[2], action, body, user, is_writer)
         elif action == "merge":
-            req.app.accounts.require_write(user, repo.owner)
+            req.app.accounts.require_write(user, repo.namespace)
             if not doc["isPullRequest"]:
                 raise HubError(400, "BadRequest", f"#{doc['num']} is a discussion, not a pull request")
             discussions.merge(store, repo, doc, user, body.get("comment"), req.app.settings)
@@ -726,8 +741,8 @@ def control(req, segs):
         app.settings.clear()
         app.settings.update(DEFAULT_SETTINGS)
         return app.settings
-    if what == "repos" and method == "POST":
-        return create_canonical_repo(req)
+    if what == "aliases" and method == "POST":
+        return add_alias(req)
     if what == "requests":
         if method == "DELETE":
             app.log.clear()
@@ -736,15 +751,20 @@ def control(req, segs):
     raise HubError(404, "NotFound", f"No such control endpoint: {method} {req.raw_path}")
 
 
-def create_canonical_repo(req):
-    """A repo without a namespace (like `gpt2` or `squad`), which the Hub API cannot create: members of
-    ``owner`` may write to it."""
+def add_alias(req):
+    """Make an old id (``gpt2``, or a moved repo's ``ns/old``) redirect to an existing repo, as the Hub does
+    for the canonical repos it moved under organisations in 2024 and for renamed repos."""
     body = req.json()
-    name, repo_type, owner = str(body.get("name") or ""), body.get("type") or "model", body.get("owner") or ""
-    if not NAME_RE.match(name) or repo_type not in REPO_TYPES.values() or not owner:
-        raise HubError(400, "BadRequest", "Need a valid name, type and owner")
-    with req.app.store.transaction():
-        if repos.find_repo(req.app.store, repo_type, "", name):
-            raise HubError(409, "RepoExists", f"{name} already exists")
-        repo = repos.create_repo(req.app.store, repo_type, "", name, bool(body.get("private")), owner, owner=owner)
-    return {"url": repo.web_url(req.origin), "id": repo.repo_id}
+    repo_type = body.get("type") or "model"
+    old, target = str(body.get("alias") or "").split("/"), str(body.get("repo_id") or "").split("/")
+    if repo_type not in REPO_TYPES.values() or len(old) > 2 or len(target) != 2 or not all(map(NAME_RE.match, old)):
+        raise HubError(400, "BadRequest", "Need a type, an alias of one or two segments and a repo_id ns/name")
+    store = req.app.store
+    with store.transaction():
+        repo = repos.find_repo(store, repo_type, *target)
+        if repo is None:
+            raise repo_not_found("/".join(target))
+        if (len(old) == 2 and repos.find_repo(store, repo_type, *old)) or repos.find_alias(store, repo_type, old):
+            raise HubError(409, "Conflict", f"{'/'.join(old)} is already a repo or an alias")
+        repos.add_alias(store, repo, old)
+    return {"alias": "/".join(old), "repo_id": repo.repo_id}

@@ -1,4 +1,4 @@
-"""The one exception type handlers raise; the server turns it into a JSON error with X-Error-Code."""
+"""What handlers raise: HubError (a JSON error with X-Error-Code) or Redirect (a 307)."""
 
 
 class HubError(Exception):
@@ -9,6 +9,14 @@ class HubError(Exception):
         self.message = message
         self.extra = extra
         self.headers = {}
+
+
+class Redirect(Exception):
+    """Answer 307 to ``location`` (a path on this server): the Hub's answer for a moved repo's old id."""
+
+    def __init__(self, location):
+        super().__init__(location)
+        self.location = location
 
 
 def repo_not_found(repo_id=""):

@@ -5,6 +5,7 @@ Running the server in its own process keeps the GIL free for the clients and let
 ``HF_HUB_OFFLINE`` without cutting the server off; faults are injected over HTTP for the same reason.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,20 +46,46 @@ class HubEmulator:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read() or b"null")
 
-    def fail_next(self, method, path_regex, status, count=1, code=None, message=None):
-        """Answer the next ``count`` requests matching METHOD and regex (searched in path+query) with ``status``."""
+    def fail_next(self, method, path_regex, status=500, count=1, code=None, message=None, skip=0, when="before",
+                  disconnect=False):
+        """Fail the next ``count`` requests matching METHOD (``"*"``: any) and the regex (searched in path+query).
+
+        ``skip`` lets that many matching requests through first (fail the 3rd LFS upload: ``skip=2``).
+        ``when="before"`` answers ``status`` without doing anything; ``when="after"`` does the work (the
+        commit lands, the PR merges) and then answers ``status``, as when a gateway times out on a request
+        the Hub completed. ``disconnect=True`` closes the connection instead of answering at all."""
         self.control("POST", "faults", {"method": method, "path_regex": path_regex, "status": status,
-                                        "count": count, "code": code, "message": message})
+                                        "count": count, "code": code, "message": message, "skip": skip,
+                                        "when": when, "disconnect": disconnect})
 
     def clear_faults(self):
         self.control("DELETE", "faults")
 
     def settings(self, **values):
-        """Change server settings, e.g. ``tree_page_size=2`` to exercise pagination."""
+        """Change server settings (see README): page sizes such as ``tree_page_size=2``, or the Hub's
+        limits such as ``max_entries_per_folder=3`` (``None`` turns a limit off). Returns them all."""
         return self.control("POST", "settings", values)
 
+    def reset_settings(self):
+        return self.control("DELETE", "settings")
+
+    @contextlib.contextmanager
+    def temporary_settings(self, **values):
+        """``with hub.temporary_settings(max_files_per_commit=100): ...``, then back to the defaults."""
+        self.settings(**values)
+        try:
+            yield self
+        finally:
+            self.reset_settings()
+
+    def add_alias(self, alias, repo_id, repo_type="model"):
+        """Make ``alias`` (a canonical id like ``gpt2``, or an old ``ns/name``) redirect (307) to ``repo_id``,
+        as the Hub does for the canonical repos it moved under organisations and for renamed repos."""
+        return self.control("POST", "aliases", {"alias": alias, "repo_id": repo_id, "type": repo_type})
+
     def requests(self):
-        """The server's log of handled requests: ``[{method, path, status}, ...]``."""
+        """The server's log of handled requests: ``[{method, path, status}, ...]`` (``"disconnected"``
+        as the status of a request whose connection a fault dropped)."""
         return self.control("GET", "requests")
 
     def clear_requests(self):

@@ -43,16 +43,15 @@ def now():
 class Repo:
     id: int
     type: str
-    namespace: str  # "" for a canonical repo without a namespace (like `gpt2`)
+    namespace: str
     name: str
-    owner: str  # the user or org whose members may write it: the namespace, or a canonical repo's owner
     private: bool
     gated: object
     created_at: str
 
     @property
     def repo_id(self):
-        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.namespace}/{self.name}"
 
     def web_url(self, origin):
         prefix = "" if self.type == "model" else f"{self.type}s/"
@@ -60,8 +59,8 @@ class Repo:
 
 
 def _repo(row):
-    return Repo(row["id"], row["type"], row["namespace"], row["name"], row["owner"], bool(row["private"]),
-                row["gated"] or False, row["created_at"])
+    return Repo(row["id"], row["type"], row["namespace"], row["name"], bool(row["private"]), row["gated"] or False,
+                row["created_at"])
 
 
 def find_repo(store, repo_type, namespace, name):
@@ -74,11 +73,25 @@ def all_repos(store, repo_type):
     return [_repo(row) for row in store.query("SELECT * FROM repos WHERE type = ? ORDER BY id DESC", repo_type)]
 
 
-def create_repo(store, repo_type, namespace, name, private, author, owner=None):
+def find_alias(store, repo_type, ids):
+    """The repo an old id (a canonical one like `gpt2`, or a moved repo's) now redirects to, or None."""
+    namespace, name = ids if len(ids) == 2 else ("", ids[0])
+    row = store.one("SELECT r.* FROM aliases a JOIN repos r ON r.id = a.repo_id WHERE a.type = ? AND "
+                    "lower(a.namespace) = lower(?) AND lower(a.name) = lower(?)", repo_type, namespace, name)
+    return _repo(row) if row else None
+
+
+def add_alias(store, repo, ids):
+    namespace, name = ids if len(ids) == 2 else ("", ids[0])
+    store.execute("INSERT INTO aliases (type, namespace, name, repo_id) VALUES (?, ?, ?, ?)", repo.type, namespace,
+                  name, repo.id)
+
+
+def create_repo(store, repo_type, namespace, name, private, author):
     """A new repo whose first commit, by its creator, holds the default .gitattributes."""
     with store.transaction():
-        store.execute("INSERT INTO repos (type, namespace, name, owner, private, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                      repo_type, namespace, name, owner or namespace, int(private), now())
+        store.execute("INSERT INTO repos (type, namespace, name, private, created_at) VALUES (?, ?, ?, ?, ?)",
+                      repo_type, namespace, name, int(private), now())
         repo = find_repo(store, repo_type, namespace, name)
         builder = trees.Builder(store.objects, None)
         builder.add(".gitattributes", inline_entry(store, DEFAULT_GITATTRIBUTES.encode()))
@@ -88,7 +101,7 @@ def create_repo(store, repo_type, namespace, name, private, author, owner=None):
 
 def delete_repo(store, repo):
     with store.transaction():
-        for table in ("commits", "refs", "discussions", "changes", "repo_blobs"):
+        for table in ("commits", "refs", "discussions", "changes", "repo_blobs", "aliases"):
             store.execute(f"DELETE FROM {table} WHERE repo_id = ?", repo.id)
         store.execute("DELETE FROM repos WHERE id = ?", repo.id)
 

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlencode
 
 from .auth import Accounts
-from .errors import HubError
+from .errors import HubError, Redirect
 from .storage import Store
 
 
@@ -44,6 +44,7 @@ class Request:
         self.method = handler.command
         raw_path, _, raw_query = handler.path.partition("?")
         self.raw_path = raw_path
+        self.raw_query = raw_query
         self.segments = [unquote(s) for s in raw_path.split("/")[1:]]
         if self.segments and self.segments[-1] == "" and len(self.segments) > 1:
             self.segments.pop()
@@ -221,7 +222,9 @@ class Handler(BaseHTTPRequestHandler):
             if fault:  # "after": the request took effect, but its answer is lost
                 raise fault_error(fault)
         except HubError as err:
-            response = error_response(err)
+            response = error_response(err, head=self.command == "HEAD")
+        except Redirect as moved:
+            response = json_response({"message": f"Moved to {moved.location}"}, 307, {"Location": moved.location})
         except Exception:  # a bug in the emulator: say so loudly, as a 500 the client will show
             traceback.print_exc(file=sys.stderr)
             response = error_response(HubError(500, "EmulatorBug", traceback.format_exc().splitlines()[-1]))
@@ -267,11 +270,17 @@ def fault_error(fault):
                     fault.get("message") or f"Injected fault {fault['status']}")
 
 
-def error_response(err):
+def error_response(err, head=False):
+    """The Hub's error shape: ``X-Error-Code``, the message in ``X-Error-Message`` and in the JSON body's
+    ``error`` (hf_raise_for_status shows both, once when they are equal), and a request id.
+
+    A header holds one line of Latin-1 text: a message that does not fit is sent in the body only,
+    unless the request is a HEAD (no body), where a flattened copy is better than none."""
     body = {"error": err.message, **err.extra}
     header_message = " ".join(err.message.split()).encode("ascii", "replace").decode()
-    headers = {"X-Error-Code": err.code, "X-Error-Message": header_message, "X-Request-Id": uuid.uuid4().hex,
-               **err.headers}
+    headers = {"X-Error-Code": err.code, "X-Request-Id": uuid.uuid4().hex, **err.headers}
+    if header_message == err.message or head:
+        headers["X-Error-Message"] = header_message
     return json_response(body, err.status, headers)
 
 

@@ -23,9 +23,12 @@ CHUNK = 1 << 20
 SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS repos (
-    id INTEGER PRIMARY KEY, type TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, type TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
     private INTEGER NOT NULL, gated TEXT, created_at TEXT NOT NULL, next_num INTEGER NOT NULL DEFAULT 1);
 CREATE UNIQUE INDEX IF NOT EXISTS repos_key ON repos (type, lower(namespace), lower(name));
+CREATE TABLE IF NOT EXISTS aliases (type TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    repo_id INTEGER NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS aliases_key ON aliases (type, lower(namespace), lower(name));
 CREATE TABLE IF NOT EXISTS commits (
     oid TEXT PRIMARY KEY, repo_id INTEGER NOT NULL, parent TEXT, depth INTEGER NOT NULL, title TEXT, message TEXT,
     author TEXT, date TEXT, tree TEXT NOT NULL, files INTEGER NOT NULL, size INTEGER NOT NULL);
