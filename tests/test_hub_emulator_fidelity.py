@@ -100,15 +100,20 @@ def test_canonical_ids_redirect_on_every_route(hub, api):
 
 
 def test_moved_repo_id_works_with_datasets_and_hffs(hub, api):
-    """An old `ns/name` (a renamed repo) redirects too, and datasets/HfFileSystem follow it (they refuse
+    """`move_repo` leaves the old `ns/name` redirecting, and datasets/HfFileSystem follow it (they refuse
     single-segment ids client-side since huggingface_hub 2.x, whatever the server answers)."""
-    new = f"org/{unique('new')}"
-    old = f"org/{unique('old')}"
-    datasets.Dataset.from_dict({"t": ["a", "b"]}).push_to_hub(new, token=hub.token)
-    hub.add_alias(old, new, repo_type="dataset")
+    old, new = f"org/{unique('old')}", f"org/{unique('new')}"
+    datasets.Dataset.from_dict({"t": ["a", "b"]}).push_to_hub(old, token=hub.token)
+    api.move_repo(old, new, repo_type="dataset")
+    assert api.dataset_info(old).id == new
     assert datasets.load_dataset(old, split="train", token=hub.token)["t"] == ["a", "b"]
     fs = HfFileSystem(endpoint=hub.endpoint, token=hub.token, skip_instance_cache=True)
     assert fs.glob(f"datasets/{old}/data/*.parquet")
+    with pytest.raises(HfHubHTTPError) as err:
+        HfApi(token=hub.bob_token).move_repo(new, f"bob/{unique('mine')}", repo_type="dataset")
+    assert err.value.response.status_code == 403
+    api.create_repo(old, repo_type="dataset")  # the old name can be taken again: no more redirect
+    assert api.dataset_info(old).id == old
 
 
 @pytest.mark.parametrize("repo_type,prefix", [("model", ""), ("dataset", "datasets/")])
@@ -393,3 +398,18 @@ def test_fault_modes_for_interruption_tests(hub, api, repo_id):
         api.upload_file(path_or_fileobj=b"5", path_in_repo="5.txt", repo_id=repo_id, repo_type="dataset")
     assert files(api, repo_id) == [".gitattributes", "1.txt", "3.txt", "4.txt"]
     assert [r["status"] for r in hub.requests() if r["path"].endswith("/merge")][-1] == "disconnected"
+
+
+def test_super_squash_keeps_tree_drops_history(hub, api, repo_id):
+    for i in range(3):
+        api.upload_file(path_or_fileobj=f"{i}".encode(), path_in_repo=f"{i}.txt", repo_id=repo_id,
+                        repo_type="dataset")
+    api.create_tag(repo_id, tag="before-squash", repo_type="dataset")
+    storage = api.dataset_info(repo_id, expand=["usedStorage"]).used_storage
+    api.super_squash_history(repo_id, commit_message="Squashed", repo_type="dataset")
+    assert [c.title for c in api.list_repo_commits(repo_id, repo_type="dataset")] == ["Squashed"]
+    assert files(api, repo_id) == [".gitattributes", "0.txt", "1.txt", "2.txt"]
+    assert len(api.list_repo_commits(repo_id, revision="before-squash", repo_type="dataset")) == 4
+    assert api.dataset_info(repo_id, expand=["usedStorage"]).used_storage == storage  # the tag keeps history
+    with pytest.raises(BadRequestError):
+        api.super_squash_history(repo_id, branch="before-squash", repo_type="dataset")

@@ -74,6 +74,7 @@ def api_route(req, segs):
         ("GET", "whoami-v2"): lambda: whoami(req),
         ("POST", "repos/create"): lambda: create_repo(req),
         ("DELETE", "repos/delete"): lambda: delete_repo(req),
+        ("POST", "repos/move"): lambda: move_repo(req),
         ("POST", "validate-yaml"): lambda: validate_yaml(req),
     }
     key = (method, "/".join(segs))
@@ -117,6 +118,8 @@ def repo_route(req, repo, rest):
         return (branch if action == "branch" else tag)(req, repo, name)
     if method == "PUT" and action == "settings":
         return settings(req, repo)
+    if method == "POST" and action == "super-squash" and rest[1:]:
+        return super_squash(req, repo, take_revision(rest, 1)[0])
     if action == "discussions":
         return discussion_route(req, repo, rest[1:])
     raise HubError(404, "NotFound", f"No such endpoint: {method} {req.raw_path}")
@@ -197,6 +200,24 @@ def delete_repo(req):
     repo = load_repo(req, repo_type, [namespace, name])  # no redirect: the body names the repo
     req.app.accounts.require_write(user, repo.namespace)
     repos.delete_repo(req.app.store, repo)
+    return {}
+
+
+def move_repo(req):
+    """Rename or transfer a repo; its old id keeps working through a redirect, as on the Hub."""
+    body = req.json()
+    repo_type = body.get("type") or "model"
+    old, new = str(body.get("fromRepo") or "").split("/"), str(body.get("toRepo") or "").split("/")
+    if repo_type not in REPO_TYPES.values() or len(old) != 2 or len(new) != 2 or not NAME_RE.match(new[1]):
+        raise HubError(400, "BadRequest", "fromRepo and toRepo must be namespace/name ids")
+    store, accounts = req.app.store, req.app.accounts
+    with store.transaction():
+        repo = load_repo(req, repo_type, old)
+        accounts.require_write(req.user, repo.namespace)
+        accounts.require_write(req.user, new[0])
+        if repos.find_repo(store, repo_type, *new):
+            raise HubError(409, "RepoExists", f"You already have a {repo_type} repo named {'/'.join(new)}")
+        repos.move_repo(store, repo, new)
     return {}
 
 
@@ -522,6 +543,24 @@ def commit(req, repo, rev):
     if create_pr:
         result["pullRequestUrl"] = f"{repo.web_url(req.origin)}/discussions/{doc['num']}"
     return result
+
+
+def super_squash(req, repo, branch):
+    """Replace a branch's history by one commit holding its current tree (``super_squash_history``).
+
+    As on the Hub, other refs (tags, PR refs) keep the old commits, and so does ``usedStorage``."""
+    store = req.app.store
+    user = req.app.accounts.require_write(req.user, repo.namespace)
+    with store.transaction():
+        ref = repos.full_ref(store, repo, branch)
+        if ref is None:
+            raise revision_not_found(branch)
+        if not ref.startswith("refs/heads/"):
+            raise HubError(400, "BadRequest", f"Invalid reference for a branch: {branch}")
+        title = str(req.json().get("message") or f"Super-squash branch '{branch}'")
+        root = repos.root_of(store, repos.get_ref(store, repo, ref))
+        oid = repos.write_commit(store, repo, ref, None, root, title, "", user.name)
+    return {"commitId": oid}
 
 
 # -- branches and tags -------------------------------------------------------------------------

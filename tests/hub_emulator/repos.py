@@ -87,9 +87,22 @@ def add_alias(store, repo, ids):
                   name, repo.id)
 
 
+def drop_alias(store, repo_type, ids):
+    store.execute("DELETE FROM aliases WHERE type = ? AND lower(namespace) = lower(?) AND lower(name) = lower(?)",
+                  repo_type, *ids)
+
+
+def move_repo(store, repo, new_ids):
+    """Give ``repo`` the id ``new_ids``; its old id becomes an alias (and the new one stops being one)."""
+    drop_alias(store, repo.type, new_ids)
+    store.execute("UPDATE repos SET namespace = ?, name = ? WHERE id = ?", *new_ids, repo.id)
+    add_alias(store, repo, [repo.namespace, repo.name])
+
+
 def create_repo(store, repo_type, namespace, name, private, author):
     """A new repo whose first commit, by its creator, holds the default .gitattributes."""
     with store.transaction():
+        drop_alias(store, repo_type, [namespace, name])  # a moved repo's old name, taken again
         store.execute("INSERT INTO repos (type, namespace, name, private, created_at) VALUES (?, ?, ?, ?, ?)",
                       repo_type, namespace, name, int(private), now())
         repo = find_repo(store, repo_type, namespace, name)
