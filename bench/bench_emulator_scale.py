@@ -135,8 +135,8 @@ def peak_memory_mb(pid):
     return float("nan")
 
 
-def folder_mb(path):
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1e6
+def folder_mb(path, pattern="*"):
+    return sum(p.stat().st_size for p in Path(path).rglob(pattern) if p.is_file()) / 1e6
 
 
 def compact(api, repo, rows, rng):
@@ -197,7 +197,7 @@ def main(argv=None):
                           "merge_pull_request": statistics.median(merges[window])}
                 probes.update(probe(api, repo, endpoint, ALICE_TOKEN, args.samples, rng))
                 results[number] = (probes, total_rows, peak_memory_mb(emulator.pid), folder_mb(workdir / "hub"),
-                                   time.perf_counter() - started)
+                                   time.perf_counter() - started, folder_mb(workdir / "hub", "meta.sqlite3*"))
                 print(f"... {number} contributions, {total_rows:,} rows, built in "
                       f"{time.perf_counter() - started:.0f} s", flush=True)
         deleted, compact_open, compact_merge = compact(api, repo, 20 * args.rows, rng)
@@ -223,6 +223,7 @@ def report(results, deleted, compact_open, compact_merge, final_memory):
     print(f"{'rows in the repo':<46}" + "".join(f"{results[c][1]:>10,}" for c in counts))
     print(f"{'emulator peak memory (VmHWM, MB)':<46}" + "".join(f"{results[c][2]:>10.0f}" for c in counts))
     print(f"{'emulator data folder (MB)':<46}" + "".join(f"{results[c][3]:>10.0f}" for c in counts))
+    print(f"{'  of which SQLite metadata (MB)':<46}" + "".join(f"{results[c][5]:>10.1f}" for c in counts))
     print(f"{'build time so far (s)':<46}" + "".join(f"{results[c][4]:>10.0f}" for c in counts))
     print(f"\ncompaction: one PR commit deleting {deleted} shards and adding {len(AXES)}: "
           f"create_commit {compact_open:.2f} s, merge {compact_merge:.2f} s; "

@@ -207,6 +207,7 @@ def write_commit(store, repo, ref, parent, root, title, message, author, limits=
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(repo.id, new[0], new[1], int(new[3]), path, ref, date) for path, (_, new) in changes.items() if new])
         set_ref(store, repo, ref, oid)
+    store.links[oid] = (parent, depth)
     return oid
 
 
@@ -295,27 +296,38 @@ def entries_json(store, repo, head_oid, items, expand):
 def last_commits(store, repo, head_oid, paths):
     """For each path, the newest commit in ``head_oid``'s first-parent history that changed it (or,
     for a folder, anything under it): the candidates come from ``changes``, newest first, and the first
-    one on the history wins. The history is walked down only as far as the answers lie."""
-    head = commit_row(store, head_oid)
-    chain, lowest = {head["depth"]: head}, head
+    one on the history wins. The history is walked (in memory) only as far down as the answers lie."""
+    head_depth = link(store, head_oid)[1]
+    chain, lowest = {head_depth: head_oid}, (head_oid, head_depth)
 
     def on_history(depth, oid):
         nonlocal lowest
-        while lowest["depth"] > depth and lowest["parent"]:
-            lowest = commit_row(store, lowest["parent"])
-            chain[lowest["depth"]] = lowest
-        row = chain.get(depth)
-        return row if row is not None and row["oid"] == oid else None
+        while lowest[1] > depth:
+            parent = link(store, lowest[0])[0]
+            if parent is None:
+                break
+            lowest = (parent, link(store, parent)[1])
+            chain[lowest[1]] = parent
+        return chain.get(depth) == oid
 
     found = {}
     for path in paths:
         for candidate in store.query("SELECT depth, oid FROM changes WHERE repo_id = ? AND path = ? AND depth <= ? "
-                                     "ORDER BY depth DESC", repo.id, path, head["depth"]):
-            row = on_history(candidate["depth"], candidate["oid"])
-            if row is not None:
+                                     "ORDER BY depth DESC", repo.id, path, head_depth):
+            if on_history(candidate["depth"], candidate["oid"]):
+                row = commit_row(store, candidate["oid"])
                 found[path] = {"id": row["oid"], "title": row["title"], "date": row["date"]}
                 break
     return found
+
+
+def link(store, oid):
+    """(parent, depth) of a commit, kept in memory: walking thousands of commits costs microseconds each."""
+    known = store.links.get(oid)
+    if known is None:
+        row = store.one("SELECT parent, depth FROM commits WHERE oid = ?", oid)
+        known = store.links[oid] = (row["parent"], row["depth"])
+    return known
 
 
 # -- commits -----------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS refs (
 CREATE TABLE IF NOT EXISTS discussions (
     repo_id INTEGER NOT NULL, num INTEGER NOT NULL, is_pr INTEGER NOT NULL, status TEXT NOT NULL,
     author TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (repo_id, num));
+CREATE INDEX IF NOT EXISTS discussions_filter ON discussions (repo_id, is_pr, status, author);
 """
 
 class BlobMismatch(ValueError):
@@ -132,6 +133,7 @@ class Store:
         self.db.executescript(SCHEMA)
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.objects = Objects(self)
+        self.links = {}  # commit oid -> (parent oid, depth): see repos.link
 
     # -- blobs -------------------------------------------------------------------------------
     def blob_path(self, sha256):
