@@ -5,8 +5,9 @@
 
 Builds, through huggingface_hub against a fresh emulator, a dataset repo the way contributors and a
 maintainer grow it: each contribution is one `create_commit(create_pr=True)` adding 1-4 synthetic
-Parquet shards of --rows rows under data/<axis>/ plus contributions/<id>.json, then
-`merge_pull_request`. At each checkpoint it times the calls the project's tools make (median of
+Parquet shards of --rows rows under data/<axis>/ plus contributions/<id>.json; a maintainer merges
+them --review-batch at a time (`merge_pull_request`, so most merges are three-way merges onto a main
+that moved since the PR was opened). At each checkpoint it times the calls the project's tools make (median of
 --samples, seconds per call): tree listings, paths-info, HEAD and range reads of a shard, commit and
 discussion listings, repo info, opening and merging a PR; at the end one compaction commit deletes
 every shard and adds one large shard per axis. It measures the emulator, not vdata: the figures
@@ -61,7 +62,7 @@ def shard_bytes(contribution, axis, rows, rng):
 
 
 def contribute(api, repo, number, rows, rng):
-    """One contribution PR (1-4 shards + manifest) and its merge: (seconds to open, seconds to merge, rows)."""
+    """Open one contribution PR (1-4 shards + manifest): (PR number, seconds, rows)."""
     from huggingface_hub import CommitOperationAdd
 
     contribution = f"{number:016x}"
@@ -73,9 +74,13 @@ def contribute(api, repo, number, rows, rng):
     start = time.perf_counter()
     pr = api.create_commit(repo, operations, commit_message=f"Contribution {contribution}", repo_type="dataset",
                            create_pr=True)
-    opened = time.perf_counter()
-    api.merge_pull_request(repo, pr.pr_num, repo_type="dataset")
-    return opened - start, time.perf_counter() - opened, rows * len(axes)
+    return pr.pr_num, time.perf_counter() - start, rows * len(axes)
+
+
+def merge(api, repo, number):
+    start = time.perf_counter()
+    api.merge_pull_request(repo, number, repo_type="dataset")
+    return time.perf_counter() - start
 
 
 def timed(call, samples):
@@ -161,6 +166,8 @@ def main(argv=None):
     parser.add_argument("--checkpoints", default="200,2000", help="contribution counts at which to probe")
     parser.add_argument("--rows", type=int, default=1000, help="rows per shard")
     parser.add_argument("--samples", type=int, default=15, help="calls per probe (median reported)")
+    parser.add_argument("--review-batch", type=int, default=10,
+                        help="PRs opened before a maintainer merges them all (merges after the first are 3-way)")
     parser.add_argument("--emulator-root", default=str(REPO_ROOT), help="checkout whose tests/hub_emulator runs")
     args = parser.parse_args(argv)
     checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if int(c) <= args.contributions})
@@ -186,11 +193,15 @@ def main(argv=None):
         print(f"command: python bench/bench_emulator_scale.py {' '.join(sys.argv[1:])}".strip())
         print(f"load before: {os.getloadavg()[0]:.2f} (1-min load average)")
         results, opens, merges, total_rows, started = {}, [], [], 0, time.perf_counter()
+        waiting = []
         for number in range(1, args.contributions + 1):
-            opened, merged, rows = contribute(api, repo, number, args.rows, rng)
+            pr_num, opened, rows = contribute(api, repo, number, args.rows, rng)
+            waiting.append(pr_num)
             opens.append(opened)
-            merges.append(merged)
             total_rows += rows
+            if len(waiting) == args.review_batch or number in checkpoints or number == args.contributions:
+                merges += [merge(api, repo, pr_num) for pr_num in waiting]  # all but the first: 3-way merges
+                waiting = []
             if number in checkpoints:
                 window = slice(max(0, number - 50), number)
                 probes = {"create_commit(create_pr) of a contribution": statistics.median(opens[window]),

@@ -58,6 +58,7 @@ class Objects:
         data = self.store.get_object(oid)
         if data is None:
             raise KeyError(f"missing tree object {oid}")
+        data = zlib.decompress(data)
         parsed = (data[:1], json.loads(data[1:]))
         self._remember(oid, parsed)
         return parsed
@@ -65,7 +66,7 @@ class Objects:
     def put(self, kind, value):
         data = kind + json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
         oid = hashlib.sha1(data).hexdigest()
-        self.store.put_object(oid, data)
+        self.store.put_object(oid, zlib.compress(data, 1))  # hex digests: half the size on disk
         self._remember(oid, (kind, value))
         return oid
 
