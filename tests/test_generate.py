@@ -299,7 +299,7 @@ def test_help_is_quick_and_imports_no_heavy_library():
                             env={**os.environ, "PAGER": "cat"})
     assert "HEAVY: []" in result.stdout, result.stdout + result.stderr
     shown = result.stdout + result.stderr  # fire writes help to stderr when it is not a terminal
-    assert "--num_records" in shown and "vdata gen out/" in shown
+    assert "--num-records" in shown and "vdata gen out/" in shown
     top = subprocess.run([sys.executable, "-m", "vdata_hub", "--help"], capture_output=True, text=True, timeout=60,
                          cwd=ROOT, env={**os.environ, "PAGER": "cat"})
     assert top.returncode == 0 and "generate" in top.stdout + top.stderr

@@ -1,19 +1,26 @@
 """Command line: parsing and printing only; every command calls the library function of the
-same name. Heavy libraries are imported inside the commands so `--help` stays instant."""
+same name. fire makes the calls; cli_args checks and types the command line before it and writes
+the help. Heavy libraries are imported inside the commands so `--help` stays instant."""
 
 from __future__ import annotations
 
 import os
 import sys
 
+from vdata_hub import cli_args
 from vdata_hub.errors import VdataError
 
-# Short flags of the original design, rewritten before fire parses the command line.
-SHORT_FLAGS = {
-    "generate": {"-k": "--api-key", "--apikey": "--api-key", "-n": "--num-records", "-q": "--quiet"},
-    "pull": {"-j": "--format=json", "-t": "--format=text", "-c": "--format=csv", "-p": "--format=parquet", "-q": "--quiet"},
-}
 COMMAND_ALIASES = {"gen": "generate"}
+# The original design's short flags: (parameter, value a shorthand carries or None).
+SHORT_FLAGS = {
+    "generate": {"-k": ("api_key", None), "-n": ("num_records", None), "-q": ("quiet", None)},
+    "estimate": {"-n": ("num_records", None)},
+    "contribute": {"-q": ("quiet", None)},
+    "review": {"-q": ("quiet", None)},
+    "pull": {"-j": ("format", "json"), "-t": ("format", "text"), "-c": ("format", "csv"),
+             "-p": ("format", "parquet"), "-q": ("quiet", None)},
+}
+LONG_ALIASES = {"generate": {"--apikey": "api_key"}}
 
 
 class Eval:
@@ -25,9 +32,10 @@ class Eval:
       vdata eval report --model gpt2 --data org/vdata --push
     """
 
-    def stereoset(self, model="gpt2", data=None, predictions=None, output="stereoset-results",
-                  batch_size=32, device=None, max_examples=None, shard=None, quiet=False):
-        """Score a causal LM on StereoSet (intrasentence and intersentence) with the official rules.
+    def stereoset(self, *, model: str = "gpt2", data: str | None = None, predictions: str | None = None,
+                  output: str = "stereoset-results", batch_size: int = 32, device: str | None = None,
+                  max_examples: int | None = None, shard: str | None = None, quiet: bool = False):
+        """Score a causal LM on StereoSet (both tasks) with the official rules.
 
         Intrasentence follows StereoSet's official causal-LM scorer; intersentence scores each
         candidate by its mean log-probability given the context (the official GPT-2 numbers used
@@ -55,16 +63,16 @@ class Eval:
         """
         from vdata_hub.eval.stereoset import run_stereoset
 
-        given = list(predictions) if isinstance(predictions, (list, tuple)) else _opt_str(predictions)
-        result = run_stereoset(model=_opt_str(model), data=_opt_str(data), predictions=given,
-                               output=str(output), batch_size=int(batch_size), device=_opt_str(device),
-                               max_examples=max_examples, quiet=quiet, shard=_opt_str(shard))
+        result = run_stereoset(model=model, data=data, predictions=predictions, output=output,
+                               batch_size=batch_size, device=device, max_examples=max_examples, quiet=quiet,
+                               shard=shard)
         _print_summary(result, quiet)
 
-    def finetune(self, model="gpt2", data="org/vdata", output="finetuned", config=None, revision=None,
-                 max_steps=200, learning_rate=5e-5, block_size=256, batch_size=8, eval_fraction=0.05,
-                 resume=True, device=None, quiet=False):
-        """Fine-tune a causal LM on the `text` column of a vdata dataset (Hub repo or Arrow folder).
+    def finetune(self, *, model: str = "gpt2", data: str = "org/vdata", output: str = "finetuned",
+                 config: str | None = None, revision: str | None = None, max_steps: int = 200,
+                 learning_rate: float = 5e-5, block_size: int = 256, batch_size: int = 8,
+                 eval_fraction: float = 0.05, resume: bool = True, device: str | None = None, quiet: bool = False):
+        """Fine-tune a causal LM on the texts of a vdata dataset (Hub repo or local folder).
 
         Checkpoints go to OUTPUT/checkpoints and the same command resumes from the last one
         (--noresume starts over); the model is saved to OUTPUT/final.
@@ -90,18 +98,20 @@ class Eval:
         """
         from vdata_hub.eval.finetune import finetune
 
-        result = finetune(model=_opt_str(model), data=str(data), output=str(output), config=_opt_str(config),
-                          revision=_opt_str(revision), max_steps=int(max_steps), learning_rate=float(learning_rate),
-                          block_size=int(block_size), batch_size=int(batch_size), eval_fraction=float(eval_fraction),
-                          resume=resume, device=_opt_str(device), quiet=quiet)
+        result = finetune(model=model, data=data, output=output, config=config, revision=revision,
+                          max_steps=max_steps, learning_rate=learning_rate, block_size=block_size,
+                          batch_size=batch_size, eval_fraction=eval_fraction, resume=resume, device=device,
+                          quiet=quiet)
         _print_summary(result, quiet)
 
-    def report(self, model="gpt2", data="org/vdata", output="eval-report", stereoset=None, max_steps=200,
-               max_examples=None, repo=None, push=False, token=None, device=None, quiet=False,
-               config=None, revision=None, learning_rate=5e-5, block_size=256, batch_size=8, reuse=False):
-        """StereoSet before, fine-tune, StereoSet after; JSON, markdown and a chart; --push into the card.
+    def report(self, *, model: str = "gpt2", data: str = "org/vdata", output: str = "eval-report",
+               stereoset: str | None = None, max_steps: int = 200, max_examples: int | None = None,
+               repo: str | None = None, push: bool = False, token: str | None = None, device: str | None = None,
+               quiet: bool = False, config: str | None = None, revision: str | None = None,
+               learning_rate: float = 5e-5, block_size: int = 256, batch_size: int = 8, reuse: bool = False):
+        """StereoSet before and after fine-tuning on the data; --push puts it in the card.
 
-        Run it on a schedule (docs/eval.md has a CI workflow). --push replaces the evaluation
+        Writes JSON, markdown and a chart. Run it on a schedule (docs/eval.md has a CI workflow). --push replaces the evaluation
         section of the dataset card with the markdown (model, data revision, steps, date).
 
         Examples:
@@ -120,23 +130,27 @@ class Eval:
           token: Hub token with write access (default HF_TOKEN or `hf auth login`).
           device: cpu or cuda; default: a GPU when present.
           quiet: no progress bars, no summary.
+          config: one config of the Hub dataset (a bias axis); default: all data.
+          revision: Hub branch, tag or commit of the data.
+          learning_rate: peak learning rate of the fine-tuning (linear decay).
+          block_size: tokens per training block.
+          batch_size: blocks per fine-tuning step.
           reuse: read stages already finished in OUTPUT (stereoset-before/, finetune/, stereoset-after/)
             instead of running them again, e.g. after running them one by one or in --shard pieces.
         """
         from vdata_hub.eval.report import report
 
-        result = report(model=_opt_str(model), data=str(data), output=str(output), stereoset=_opt_str(stereoset),
-                        max_steps=int(max_steps), max_examples=max_examples, repo=_opt_str(repo), push=push,
-                        token=_opt_str(token), device=_opt_str(device), quiet=quiet, config=_opt_str(config),
-                        revision=_opt_str(revision), learning_rate=float(learning_rate), block_size=int(block_size),
-                        batch_size=int(batch_size), reuse=bool(reuse))
+        result = report(model=model, data=data, output=output, stereoset=stereoset, max_steps=max_steps,
+                        max_examples=max_examples, repo=repo, push=push, token=token, device=device, quiet=quiet,
+                        config=config, revision=revision, learning_rate=learning_rate, block_size=block_size,
+                        batch_size=batch_size, reuse=reuse)
         _print_summary(result, quiet)
 
 
 class Commands:
-    """vdata: generate low-bias synthetic training data with any LLM and share it on the Hugging Face Hub.
+    """Generate low-bias synthetic training data with any LLM and share it on the Hugging Face Hub.
 
-    Run `vdata COMMAND --help` for a command's options and examples.
+    `python -m vdata_hub` is the same as `vdata`.
 
     Examples:
       vdata gen                                  # demo spec, embedded local model, no key needed
@@ -146,15 +160,14 @@ class Commands:
       vdata pull rows.csv --sql "SELECT text FROM vdata WHERE domain = 'healthcare'"
     """
 
-    def __init__(self):
-        self.eval = Eval()
+    def generate(self, out: str = "vdata-out", spec: str = "demo", *, model: str | None = None,
+                 api_base: str | None = None, num_records: int | None = None, concurrency: int | None = None,
+                 max_cost: float | None = None, api_key: str | None = None, dry_run: bool = False,
+                 quiet: bool = False, no_donate_prompt: bool = False):
+        """Generate records from a spec with any LLM into an Arrow dataset at OUT.
 
-    def generate(self, out="vdata-out", spec="demo", model=None, api_base=None, num_records=None,
-                 concurrency=None, max_cost=None, api_key=None, dry_run=False, quiet=False,
-                 no_donate_prompt=False):
-        """Generate records from a spec with any LLM (through LiteLLM) into an Arrow dataset at OUT.
-
-        Resumable: run the same command again after a stop and it continues where it stopped.
+        Every call goes through LiteLLM, so any provider it supports works; with no model given,
+        the embedded SmolLM2-135M-Instruct runs on this machine. Resumable: run the same command again after a stop and it continues where it stopped.
 
         Examples:
           vdata gen                                   # ./vdata-out from the `demo` spec, embedded model
@@ -163,23 +176,22 @@ class Commands:
           vdata gen out/ full --dry-run               # planned requests, tokens, USD, bytes; no calls
 
         Args:
-          out: folder to write the dataset to (default ./vdata-out).
+          out: folder to write the dataset to.
           spec: spec file (JSON or YAML) or a shipped spec name: demo, balanced-small, full.
           model: LiteLLM model string, `local` or `local:PATH.gguf`; overrides the spec.
           api_base: base URL of an OpenAI-compatible server; overrides the spec.
-          num_records: number of records (-n); overrides the spec.
+          num_records: number of records; overrides the spec.
           concurrency: requests in flight at most; overrides the spec.
           max_cost: stop cleanly once this many USD are spent; overrides the spec.
-          api_key: API key (-k); else $APIKEY, else the provider's variable (OPENAI_API_KEY, ...).
+          api_key: API key; else $APIKEY, else the provider's variable (OPENAI_API_KEY, ...).
           dry_run: print the plan and cost estimate without calling any model.
           quiet: print only errors.
           no_donate_prompt: do not ask to contribute or show the support message after the run.
         """
         from vdata_hub.generation.generate import generate
 
-        result = generate(out=str(out), spec=str(spec), model=_opt_str(model), api_base=_opt_str(api_base),
-                          num_records=num_records, concurrency=concurrency, max_cost=max_cost,
-                          api_key=_opt_str(api_key), dry_run=dry_run, quiet=quiet)
+        result = generate(out=out, spec=spec, model=model, api_base=api_base, num_records=num_records,
+                          concurrency=concurrency, max_cost=max_cost, api_key=api_key, dry_run=dry_run, quiet=quiet)
         if dry_run:  # the estimate is what was asked for, so --quiet still prints it
             from vdata_hub.generation.cost import format_estimate
 
@@ -187,10 +199,10 @@ class Commands:
         elif not quiet:
             print(result.summary())
             if not no_donate_prompt and sys.stdin.isatty():
-                after_run_prompt(str(out), result)
+                after_run_prompt(out, result)
 
-    def estimate(self, spec="demo", model=None, num_records=None):
-        """Print planned requests, estimated tokens, USD and output size for a spec; calls no model.
+    def estimate(self, spec: str = "demo", *, model: str | None = None, num_records: int | None = None):
+        """Print a spec's planned requests, tokens, USD and output size; calls no model.
 
         Prices come from LiteLLM's price map; output tokens are an upper bound (max_tokens for
         every request). Same figures as `vdata gen OUT SPEC --dry-run`.
@@ -202,15 +214,16 @@ class Commands:
 
         Args:
           spec: spec file (JSON or YAML) or a shipped spec name: demo, balanced-small, full.
-          model: LiteLLM model string to price instead of the spec's; overrides the spec.
-          num_records: number of records (-n); overrides the spec.
+          model: LiteLLM model string to price instead of the spec's.
+          num_records: number of records; overrides the spec.
         """
         from vdata_hub.generation.cost import estimate, format_estimate
 
-        print(format_estimate(estimate(spec=str(spec), model=_opt_str(model), num_records=num_records)))
+        print(format_estimate(estimate(spec=spec, model=model, num_records=num_records)))
 
-    def contribute(self, out="vdata-out", repo=None, token=None, part=None, dry_run=False, quiet=False):
-        """Validate a generated dataset and open one pull request adding it to the Hub dataset.
+    def contribute(self, out: str = "vdata-out", *, repo: str | None = None, token: str | None = None,
+                   part: str | None = None, dry_run: bool = False, quiet: bool = False):
+        """Validate a generated dataset and open a pull request adding it to the Hub.
 
         The PR's single commit adds data/<bias_axis>/<id>.parquet shards and contributions/<id>.json;
         the id is a hash of the rows, so contributing the same data twice opens no second PR.
@@ -231,12 +244,12 @@ class Commands:
         """
         from vdata_hub.repo.contribute import contribute
 
-        result = contribute(out=str(out), repo=_opt_str(repo), token=_opt_str(token), part=part,
-                            dry_run=dry_run, quiet=quiet)
+        result = contribute(out=out, repo=repo, token=token, part=part, dry_run=dry_run, quiet=quiet)
         print(result.pr_url if quiet and result.pr_url else result.summary())
 
-    def review(self, repo=None, pr=None, merge=False, close_invalid=False, token=None, quiet=False):
-        """Maintainers: validate open contribution PRs, comment the report, merge or close them.
+    def review(self, *, repo: str | None = None, pr: int | None = None, merge: bool = False,
+               close_invalid: bool = False, token: str | None = None, quiet: bool = False):
+        """Maintainers: check open contribution PRs, comment, merge or close them.
 
         Runs the contribute checks again (rejecting personal data instead of scrubbing it) plus
         duplicates against the current main; refreshes the card after merges.
@@ -245,44 +258,70 @@ class Commands:
           vdata review                          # comment on every open PR
           vdata review --pr 3 --merge
           vdata review --merge --close-invalid
+
+        Args:
+          repo: Hub dataset repo (default $VDATA_REPO, the config file, else org/vdata).
+          pr: review only this pull request (its number).
+          merge: merge the pull requests that pass.
+          close_invalid: close the pull requests that fail.
+          token: Hub token with write access (default HF_TOKEN or `hf auth login`).
+          quiet: print only errors.
         """
         from vdata_hub.repo.review import review
 
-        results = review(repo=_opt_str(repo), pr=pr, merge=merge, close_invalid=close_invalid,
-                         token=_opt_str(token), quiet=quiet)
+        results = review(repo=repo, pr=pr, merge=merge, close_invalid=close_invalid, token=token, quiet=quiet)
         if not quiet:
             print("\n".join(result.summary() for result in results) or "no open pull requests")
 
-    def card(self, repo=None, push=False, token=None, output=None):
-        """Render the dataset card (counts, tokens, cost, contributors, balance statistics of the rows,
-        evaluation); --push commits it.
+    def card(self, *, repo: str | None = None, push: bool = False, token: str | None = None,
+             output: str | None = None):
+        """Render the dataset card from the repo's contents; --push commits it.
+
+        Counts, tokens and cost come from the contributions' manifests; the balance statistics
+        from the rows on main; the evaluation section is kept as `vdata eval report --push` wrote it.
 
         Examples:
           vdata card                            # print the card for org/vdata
           vdata card --repo me/vdata --push
           vdata card --output README.md
+
+        Args:
+          repo: Hub dataset repo (default $VDATA_REPO, the config file, else org/vdata).
+          push: commit the card to the repo's main branch (no commit when nothing changed).
+          token: Hub token; with --push, one with write access (default HF_TOKEN or `hf auth login`).
+          output: write the card to this file instead of printing it.
         """
         from vdata_hub.repo.card import card
 
-        text = card(repo=_opt_str(repo), push=push, token=_opt_str(token), output=_opt_str(output))
+        text = card(repo=repo, push=push, token=token, output=output)
         if not push and output is None:
             print(text)
 
-    def init_repo(self, repo, token=None, private=False):
-        """Create a new vdata dataset repo on the Hub (card with per-axis configs, .gitattributes).
+    def init_repo(self, repo: str, *, token: str | None = None, private: bool = False):
+        """Create a new vdata dataset repo on the Hub.
+
+        One commit adds the dataset card (with a config per bias axis once data arrives) and a
+        .gitattributes that stores Parquet through LFS.
 
         Examples:
           vdata init-repo my-org/vdata
+          vdata init-repo me/vdata-test --private
+
+        Args:
+          repo: the new dataset repo, NAMESPACE/NAME.
+          token: Hub token with write access (default HF_TOKEN or `hf auth login`).
+          private: create a private repo.
         """
         from vdata_hub.repo.card import init_repo
 
-        print(init_repo(repo=str(repo), token=_opt_str(token), private=private))
+        print(init_repo(repo=repo, token=token, private=private))
 
-    def pull(self, out, format=None, repo=None, revision=None, config=None, limit=None, sql=None, token=None,
-             timeout=600, quiet=False):
-        """Export rows of the Hub dataset (JSON Lines, text, CSV, Parquet) or the result of read-only SQL.
+    def pull(self, out: str, *, format: str | None = None, repo: str | None = None, revision: str | None = None,
+             config: str | None = None, limit: int | None = None, sql: str | bool | None = None,
+             token: str | None = None, timeout: float = 600, quiet: bool = False):
+        """Export rows of the Hub dataset, or a read-only SQL query's result, to a file.
 
-        Reads only the Parquet row groups and columns the selection needs, straight from the Hub.
+        JSON Lines, text, CSV or Parquet. Reads only the Parquet row groups and columns the selection needs, straight from the Hub.
         SQL sees the dataset as table `vdata` (and one view per bias-axis config, e.g. `gender`);
         one query only, no file readers, no writes (see docs/pull.md).
         Columns: id, text, prompt, system_prompt, template, template_sha, variables, bias_axis,
@@ -310,14 +349,14 @@ class Commands:
         """
         from vdata_hub.query.pull import pull
 
-        result = pull(out=str(out), format=_opt_str(format), repo=_opt_str(repo), revision=_opt_str(revision),
-                      config=_opt_str(config), limit=limit, sql=sql if sql is True else _opt_str(sql),
-                      token=_opt_str(token), timeout=float(timeout), quiet=quiet)
+        result = pull(out=out, format=format, repo=repo, revision=revision, config=config, limit=limit, sql=sql,
+                      token=token, timeout=timeout, quiet=quiet)
         if not quiet:
             print(result.summary(), file=sys.stderr)
 
-    def stats(self, dataset="vdata-out", json=False, chart=None, revision=None, threshold=None, token=None):
-        """Balance statistics of a local dataset or Hub repo: group mentions, pronouns, coverage, ...
+    def stats(self, dataset: str = "vdata-out", *, json: bool = False, chart: str | None = None,
+              revision: str | None = None, threshold: float | None = None, token: str | None = None):
+        """Balance statistics of a dataset or Hub repo: group mentions, pronouns, coverage.
 
         Also lengths, refusal rate and duplicates; imbalances are flagged when the largest count of a
         distribution (group mentions within an axis, rows per group, rows per axis, he vs she) is more
@@ -339,9 +378,10 @@ class Commands:
         """
         from vdata_hub.repo.stats import format_stats, stats
 
-        result = stats(dataset=str(dataset), revision=_opt_str(revision), chart=_opt_str(chart),
-                       threshold=None if threshold is None else float(threshold), token=_opt_str(token))
-        print(format_stats(result, as_json=bool(json)))
+        result = stats(dataset=dataset, revision=revision, chart=chart, threshold=threshold, token=token)
+        print(format_stats(result, as_json=json))
+
+    eval = Eval()
 
 
 SUPPORT_URL = "https://huggingface.co/datasets/org/vdata/discussions"
@@ -395,51 +435,29 @@ def _offer_contribution(out: str, summary, ask, say) -> None:
         say(result.summary())
 
 
-def _opt_str(value):
-    """fire turns `--api-key 123` into an int; options that are strings stay strings."""
-    return None if value is None else str(value)
-
-
 def _print_summary(result, quiet: bool) -> None:
     if not quiet and result is not None and hasattr(result, "summary"):
         print(result.summary())
 
 
-def rewrite_argv(argv: list[str]) -> list[str]:
-    """Apply command aliases (`gen`) and the original design's short flags (`-k`, `-j`, ...)."""
-    if not argv:
-        return argv
-    command = COMMAND_ALIASES.get(argv[0], argv[0])
-    flags = SHORT_FLAGS.get(command, {})
-    rewritten = [command]
-    for arg in argv[1:]:
-        name, sep, value = arg.partition("=")
-        if name in flags:
-            rewritten.append(flags[name] + (("=" + value) if sep else ""))
-        else:
-            rewritten.append(arg)
-    return rewritten
-
-
 def main(argv: list[str] | None = None) -> None:
-    import fire
-
-    argv = rewrite_argv(list(sys.argv[1:] if argv is None else argv))
-    stderr = sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsed = None
     try:
-        if "--help" in argv or "-h" in argv:  # fire writes help to stderr; `vdata --help | less` should work
-            sys.stderr = sys.stdout
-            if "--" not in argv:  # fire's own form of the flag, without its "INFO: Showing help" line
-                argv = [arg for arg in argv if arg not in ("--help", "-h")] + ["--", "--help"]
-        fire.Fire(Commands, command=argv, name="vdata")
+        parsed = cli_args.parse(argv, Commands(), COMMAND_ALIASES, SHORT_FLAGS, LONG_ALIASES)
+        if parsed.help is not None:  # on stdout, so `vdata --help | less` works
+            print(parsed.help)
+            return
+        import fire
+
+        fire.Fire(Commands, command=parsed.fire_argv, name="vdata")
     except BrokenPipeError:  # `vdata stats ... | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)
     except VdataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        message = parsed.with_flags(str(exc)) if parsed is not None else str(exc)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("error: interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
-    finally:
-        sys.stderr = stderr

@@ -54,3 +54,9 @@ class SQLRefused(VdataError):
 
 class EvalError(VdataError):
     """An evaluation could not run (missing data, bad model, bad predictions file)."""
+
+
+class UsageError(VdataError):
+    """The command line names an unknown command or option, or a value of the wrong type."""
+
+    exit_code = 2
