@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vdata_hub.errors import EvalError
+from vdata_hub.errors import EvalError, VdataError
 
 
 @dataclass
@@ -74,12 +74,15 @@ def load_texts(data: str, config: str | None = None, revision: str | None = None
             loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
         texts = _text_column(loaded, data)
         return texts, "local:" + hashlib.sha256("\n\x00".join(texts).encode()).hexdigest()[:12]
-    from huggingface_hub import HfApi
+    from vdata_hub import hub
 
     try:
-        sha = HfApi().dataset_info(data, revision=revision).sha
-        loaded = datasets.load_dataset(data, config, revision=sha, split="train")
-    except Exception as exc:  # missing repo, config or network: the user fixes the argument
+        with hub.errors(data, None, "loading the dataset", revision):  # a Hub that cannot be reached: one line
+            sha = hub.dataset_info(hub.api(), data, revision).sha
+            loaded = datasets.load_dataset(data, config, revision=sha, split="train")
+    except VdataError:
+        raise
+    except Exception as exc:  # missing repo or config: the user fixes the argument
         raise EvalError(f"cannot load dataset {data!r} (config {config}, revision {revision}): {exc}") from exc
     return _text_column(loaded, data), sha
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vdata_hub.errors import AuthError, EvalError, HubError
+from vdata_hub.errors import EvalError
 from vdata_hub.eval.scoring import DOMAINS
 
 EVAL_START = "<!-- vdata-eval:start -->"
@@ -49,6 +49,9 @@ def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-rep
     from vdata_hub.eval.likelihood import INTERSENTENCE_METHOD
     from vdata_hub.eval.stereoset import StereosetResult, run_stereoset
 
+    target = _push_target(repo, data) if push else None
+    if target is not None:  # a Hub that cannot be reached, or a token that cannot write, fails before the work
+        check_push(target, token)
     out = Path(output)
     common = {"data": stereoset, "device": device, "max_examples": max_examples, "quiet": quiet}
 
@@ -81,12 +84,26 @@ def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-rep
     (out / "report.md").write_text(markdown + "\n", encoding="utf-8")
     before_after_chart(before.results, after.results, out / "report.png", title=f"{model} fine-tuned on {data}")
     result = ReportResult(report=payload, markdown=markdown, output=out)
-    if push:
-        from vdata_hub.config import resolve_repo
-
-        target = repo or (str(data) if not Path(str(data)).exists() else resolve_repo(None))
+    if target is not None:
         result.pushed_to, result.commit_url = target, push_report(target, markdown, token=token)
     return result
+
+
+def _push_target(repo: str | None, data: str) -> str:
+    """The dataset repo whose card --push updates: `repo`, else DATA when it is a Hub repo."""
+    from vdata_hub.config import resolve_repo
+
+    return repo or (str(data) if not Path(str(data)).exists() else resolve_repo(None))
+
+
+def check_push(repo: str, token: str | None = None) -> None:
+    """Fail now, not after the evaluation, when the Hub cannot be reached, the repo does not
+    exist or the token cannot write."""
+    from vdata_hub import hub
+
+    hf_api = hub.api(token)
+    hub.check_write_token(hf_api, repo, token)
+    hub.main_sha(hf_api, repo, token)
 
 
 def _check_same_examples(before: dict, after: dict) -> None:
@@ -156,25 +173,20 @@ def _front_matter_end(card: str) -> int:
 
 def push_report(repo: str, section: str, token: str | None = None) -> str:
     """Replace the evaluation section of the dataset card README.md on the Hub; the commit URL."""
-    from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.errors import RemoteEntryNotFoundError
 
-    api = HfApi(token=token)
-    try:
+    from vdata_hub import hub
+
+    hf_api = hub.api(token)
+    with hub.errors(repo, token, "updating the card's evaluation section"):
         try:
-            card_path = hf_hub_download(repo, "README.md", repo_type="dataset", token=token)
+            card_path = hf_api.hf_hub_download(repo, "README.md", repo_type="dataset")
             card = Path(card_path).read_text(encoding="utf-8")
-        except EntryNotFoundError:
+        except RemoteEntryNotFoundError:
             card = ""
         new_card = replace_eval_section(card, section).encode()
-        commit = api.create_commit(repo, repo_type="dataset", operations=[CommitOperationAdd("README.md", new_card)],
-                                   commit_message="Update the bias evaluation (vdata eval report)")
-    except RepositoryNotFoundError as exc:
-        raise HubError(f"dataset repo {repo} not found (or no access); pass --repo OWNER/NAME") from exc
-    except HfHubHTTPError as exc:
-        status = getattr(exc.response, "status_code", None)
-        if status in (401, 403):
-            raise AuthError(f"the Hub refused to update {repo}'s card ({status}); pass --token with write access "
-                            "or run `hf auth login`") from exc
-        raise HubError(f"could not update {repo}'s card: {exc}") from exc
+        commit = hf_api.create_commit(repo, repo_type="dataset",
+                                      operations=[CommitOperationAdd("README.md", new_card)],
+                                      commit_message="Update the bias evaluation (vdata eval report)")
     return commit.commit_url

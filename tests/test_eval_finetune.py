@@ -139,7 +139,7 @@ def test_push_without_write_access_is_refused(hub, card_repo):
     from vdata_hub.errors import AuthError
     from vdata_hub.eval.report import push_report
 
-    with pytest.raises(AuthError, match="--token"):
+    with pytest.raises(AuthError, match="token` with write access"):
         push_report(card_repo, "x", token=hub.bob_token)
 
 

@@ -156,7 +156,7 @@ def test_clear_errors_for_bad_selections(hub, dataset, tmp_path):
         pull(tmp_path / "x.jsonl", repo=dataset, revision="nope", token=hub.token, quiet=True)
     with pytest.raises(HubError, match="not found"):
         pull(tmp_path / "x.jsonl", repo="org/no-such-repo", token=hub.token, quiet=True)
-    with pytest.raises(VdataError, match="--config and --sql"):
+    with pytest.raises(VdataError, match="`config` and `sql` together"):
         pull(tmp_path / "x.jsonl", repo=dataset, config="age", sql="SELECT 1", token=hub.token, quiet=True)
     with pytest.raises(VdataError, match="extension"):
         pull(tmp_path / "x.data", repo=dataset, token=hub.token, quiet=True)

@@ -132,7 +132,7 @@ def test_a_hub_repo_and_a_pull_request_revision(hub):
     revision = f"refs/pr/{pr.pr_num}"
     in_pr = stats(repo, revision=revision, token=hub.token)
     assert in_pr.rows == 6 and in_pr.mentions["gender"]["a man"] == 2
-    with pytest.raises(HubError, match="no such dataset repo"):
+    with pytest.raises(HubError, match="not found on the Hub"):
         stats(f"org/missing-{uuid.uuid4().hex[:8]}", token=hub.token)
 
 

@@ -1,6 +1,7 @@
-"""Hub operations shared by contribute, review and card: one authenticated HfApi, retries where
+"""Hub operations shared by every command that talks to the Hub (contribute, review, card, pull,
+stats, eval report): one authenticated HfApi whose requests are bounded in time, retries where
 retrying is safe, and Hub errors turned into one-line messages that say what to do (and never
-contain a token).
+contain a token). `errors()` is the one translation of Hub client errors.
 
 Token resolution is huggingface_hub's own: --token, else HF_TOKEN, else `hf auth login`'s file.
 """
@@ -8,6 +9,7 @@ Token resolution is huggingface_hub's own: --token, else HF_TOKEN, else `hf auth
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 
@@ -18,13 +20,49 @@ from vdata_hub.errors import AuthError, HubError, VdataError
 BACKOFF_SECONDS = [2, 5, 15, 30, 60]
 RETRY_AFTER_CAP = 300
 TOKEN_PATTERN = re.compile(r"\bhf_[A-Za-z0-9_]{6,}")
+# huggingface_hub's shared HTTP client waits forever for an answer; vdata gives it a limit.
+CONNECT_TIMEOUT_S = 10.0
+ANSWER_TIMEOUT_ENV = "VDATA_HUB_TIMEOUT"  # seconds a Hub request may wait for an answer
+DEFAULT_ANSWER_TIMEOUT_S = 60.0
+# Exception classes (by name, anywhere in the class's ancestry) that mean "the Hub could not be
+# reached": httpx's transport errors, the built-in connection and timeout errors, DNS failures.
+NETWORK_ERRORS = {"TransportError", "ConnectionError", "TimeoutError", "gaierror", "timeout", "NewConnectionError",
+                  "MaxRetryError", "ClientConnectionError"}
 
 
 def api(token: str | None = None):
-    """An HfApi for the configured endpoint (HF_ENDPOINT) with the resolved token."""
+    """An HfApi for the configured endpoint (HF_ENDPOINT) with the resolved token, its requests
+    bounded in time (see use_timeouts)."""
     from huggingface_hub import HfApi
 
+    use_timeouts()
     return HfApi(token=token)
+
+
+def answer_timeout() -> float:
+    value = os.environ.get(ANSWER_TIMEOUT_ENV, "")
+    try:
+        return float(value) if value and float(value) > 0 else DEFAULT_ANSWER_TIMEOUT_S
+    except ValueError:
+        return DEFAULT_ANSWER_TIMEOUT_S
+
+
+def use_timeouts() -> None:
+    """Give huggingface_hub's shared client (HfApi, HfFileSystem, datasets) a connect timeout and
+    a limit on the wait for each answer, so a Hub that accepts connections and never answers ends
+    in an error instead of a hang. Leaves alone a client factory someone else has set."""
+    from huggingface_hub.utils import _http, set_client_factory
+
+    current = getattr(_http, "_GLOBAL_CLIENT_FACTORY", None)
+    if current is not _http.default_client_factory:
+        return
+
+    def bounded_client():
+        client = _http.default_client_factory()
+        client.timeout = type(client.timeout)(answer_timeout(), connect=CONNECT_TIMEOUT_S)
+        return client
+
+    set_client_factory(bounded_client)
 
 
 def _redact(message: str, token: str | None = None) -> str:
@@ -33,42 +71,77 @@ def _redact(message: str, token: str | None = None) -> str:
     return TOKEN_PATTERN.sub("hf_***", message).splitlines()[0] if message else message
 
 
-def translate(exc: Exception, repo: str | None = None, token: str | None = None, action: str = "") -> VdataError:
-    """A Hub client exception as a one-line VdataError with advice."""
+def network_cause(exc: BaseException | None) -> BaseException | None:
+    """The connection failure behind `exc` (refused, DNS, timeout, reset), following the chain
+    of causes; None when the failure is something else."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if {klass.__name__ for klass in type(exc).__mro__} & NETWORK_ERRORS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def unreachable(cause: BaseException, action: str = "") -> HubError:
+    """The one line for a Hub that cannot be reached: the endpoint, what happened, what to check."""
+    from huggingface_hub import constants
+
+    where = f" while {action}" if action else ""
+    names = {klass.__name__ for klass in type(cause).__mro__}
+    text = str(cause).lower()
+    if "OfflineModeIsEnabled" in names:
+        return HubError(f"HF_HUB_OFFLINE is set, so the Hub at {constants.ENDPOINT} is not asked{where}; "
+                        "unset HF_HUB_OFFLINE")
+    if names & {"TimeoutException", "TimeoutError", "timeout", "ConnectTimeout", "ReadTimeout"}:
+        what = f"no answer within {answer_timeout():g} s (${ANSWER_TIMEOUT_ENV} sets the limit)"
+    elif "refused" in text:
+        what = "connection refused"
+    elif "gaierror" in names or any(s in text for s in ("name or service not known", "name resolution",
+                                                         "nodename nor servname", "no address associated")):
+        what = "host name not found"
+    else:
+        what = _redact(str(cause)) or cause.__class__.__name__
+    return HubError(f"cannot reach the Hub at {constants.ENDPOINT}{where}: {what}; check the network and HF_ENDPOINT")
+
+
+def translate(exc: Exception, repo: str | None = None, token: str | None = None, action: str = "",
+              revision: str | None = None) -> VdataError:
+    """A Hub client exception as a one-line VdataError with advice (the one place that does this)."""
     from huggingface_hub.errors import (HfHubHTTPError, LocalTokenNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
     where = f" {action}" if action else ""
+    cause = network_cause(exc)
+    if cause is not None:
+        return unreachable(cause, action)
     if isinstance(exc, LocalTokenNotFoundError):
-        return AuthError("no Hub token: run `hf auth login`, set HF_TOKEN or pass --token")
+        return AuthError("no Hub token: run `hf auth login`, set HF_TOKEN or pass `token`")
     if isinstance(exc, RepositoryNotFoundError):
-        return HubError(f"dataset repo {repo} not found (or not visible with this token); check --repo, "
-                        f"or create it with `vdata init-repo {repo}`")
+        return HubError(f"dataset repo {repo} not found on the Hub (or not visible with this token): check the "
+                        f"name, or create it with `vdata init-repo {repo}`")
     if isinstance(exc, RevisionNotFoundError):
-        return HubError(f"revision not found in {repo}{where}: {_redact(str(exc), token)}")
+        return HubError(f"revision {revision!r} not found in {repo}: use a branch, tag, commit or refs/pr/N"
+                        if revision else f"revision not found in {repo}{where}: {_redact(str(exc), token)}")
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
         status = exc.response.status_code
         server = _redact(getattr(exc, "server_message", None) or "", token)
         if status == 401:
             return AuthError("the Hub refused the token (401 invalid credentials): run `hf auth login` "
-                             "or pass a valid --token")
+                             "or pass a valid `token`")
         if status == 403:
-            return AuthError(f"no write access to {repo}{where} (403{': ' + server if server else ''}); use a "
-                             "token with write access, or ask the repo's maintainers")
+            return AuthError(f"no write access to {repo}{where} (403{': ' + server if server else ''}); pass a "
+                             "`token` with write access, or ask the repo's maintainers")
         if status == 429:
             return HubError(f"the Hub is rate-limiting {repo} (429) after several retries; try again later")
         return HubError(f"Hub request failed{where} ({status}{': ' + server if server else ''})")
-    if isinstance(exc, (OSError, ConnectionError)) or exc.__class__.__module__.startswith(("httpx", "httpcore")):
-        from huggingface_hub import constants
-
-        return HubError(f"cannot reach the Hub at {constants.ENDPOINT}{where} "
-                        f"({exc.__class__.__name__}); check the network and HF_ENDPOINT")
     return HubError(f"Hub operation failed{where}: {_redact(str(exc), token)}")
 
 
 @contextlib.contextmanager
-def errors(repo: str | None = None, token: str | None = None, action: str = ""):
-    """Translate Hub client errors raised inside the block; VdataErrors pass through."""
+def errors(repo: str | None = None, token: str | None = None, action: str = "", revision: str | None = None):
+    """Translate Hub client errors raised inside the block (HTTP errors, a missing token, a Hub
+    that cannot be reached); VdataErrors and other exceptions pass through."""
     try:
         yield
     except VdataError:
@@ -80,9 +153,8 @@ def errors(repo: str | None = None, token: str | None = None, action: str = ""):
         while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
             action = f"{action} ({_redact(str(cause), token)})" if cause is exc else action
             cause = cause.__cause__
-        known = (HfHubHTTPError, LocalTokenNotFoundError, OSError, ConnectionError)
-        if isinstance(cause, known) or cause.__class__.__module__.startswith(("httpx", "httpcore")):
-            raise translate(cause, repo, token, action) from None
+        if isinstance(cause, (HfHubHTTPError, LocalTokenNotFoundError)) or network_cause(exc) is not None:
+            raise translate(cause, repo, token, action, revision) from None
         raise
 
 
@@ -124,9 +196,26 @@ def check_write_token(hf_api, repo: str, token: str | None) -> str:
     return info.get("name", "")
 
 
+def dataset_info(hf_api, repo: str, revision: str | None = None, files_metadata: bool = False):
+    """The repo's info at `revision` (commit, files): one request, not retried, bounded in time
+    (huggingface_hub would pass it no time limit), so a Hub that cannot be reached fails fast."""
+    return hf_api.dataset_info(repo, revision=revision, files_metadata=files_metadata, timeout=answer_timeout())
+
+
 def main_sha(hf_api, repo: str, token: str | None = None) -> str:
     with errors(repo, token, "reading the repo"):
-        return hf_api.repo_info(repo, repo_type="dataset", revision="main").sha
+        return dataset_info(hf_api, repo, "main").sha
+
+
+def repo_exists(hf_api, repo: str, token: str | None = None) -> bool:
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    with errors(repo, token, "looking for the repo"):
+        try:
+            dataset_info(hf_api, repo)
+        except RepositoryNotFoundError:
+            return False
+    return True
 
 
 def file_exists(hf_api, repo: str, path: str, revision: str, token: str | None = None) -> bool:

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vdata_hub import hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, VdataError
 from vdata_hub.generation.records import RECORD_FIELDS
@@ -87,28 +88,31 @@ def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sq
     output_format = resolve_format(out_path, format)
     limit = _check_limit(limit)
     if sql is not None and config is not None:
-        raise VdataError("--config and --sql together: name the axis view in the query instead "
+        raise VdataError("`config` and `sql` together: name the axis view in the query instead "
                          f"(SELECT ... FROM {config})")
+    if isinstance(sql, str):
+        check_query(sql, None)  # what will be refused is refused before any network call
     repo = resolve_repo(repo)
     connecting = _in_background(new_connection, memory_limit)  # overlaps the Hub calls below
-    try:
-        layout, query, views = _plan(out_path, repo, revision, config, limit, sql, token)
-        if threads is None:
-            threads = 1 if has_limit(query) else DEFAULT_THREADS
-        filesystem = hub_filesystem(layout, token)
-    except BaseException:
-        _close_when_connected(connecting)
-        raise
-    try:
-        filesystem.prefetch_footers(path for files in views.values() for path in files)
-        connection = lock_down(connecting.result(), views, filesystem=filesystem, threads=threads)
+    with hub.errors(repo, token, "pulling", revision):
         try:
-            rows = run_to_file(connection, query, out_path, output_format, timeout=timeout, quiet=quiet,
-                               total=limit)
+            layout, query, views = _plan(out_path, repo, revision, config, limit, sql, token)
+            if threads is None:
+                threads = 1 if has_limit(query) else DEFAULT_THREADS
+            filesystem = hub_filesystem(layout, token)
+        except BaseException:
+            _close_when_connected(connecting)
+            raise
+        try:
+            filesystem.prefetch_footers(path for files in views.values() for path in files)
+            connection = lock_down(connecting.result(), views, filesystem=filesystem, threads=threads)
+            try:
+                rows = run_to_file(connection, query, out_path, output_format, timeout=timeout, quiet=quiet,
+                                   total=limit)
+            finally:
+                connection.close()
         finally:
-            connection.close()
-    finally:
-        filesystem.close()
+            filesystem.close()
     return PullResult(out=str(out_path), format=output_format, rows=rows, repo=repo, commit=layout.commit)
 
 
@@ -167,16 +171,8 @@ def dataset_layout(repo: str, revision: str | None, token) -> DatasetLayout:
     One API call: the repo info at the revision carries its commit and, with `files_metadata`,
     every file's size, both from the same snapshot.
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
-    api = HfApi(token=token)
-    try:
-        info = api.dataset_info(repo, revision=revision, files_metadata=True)
-    except RevisionNotFoundError:
-        raise HubError(f"revision {revision!r} not found in {repo}: use a branch, tag, commit or refs/pr/N") from None
-    except RepositoryNotFoundError:
-        raise HubError(f"dataset {repo} not found, or your token cannot read it (set HF_TOKEN or --repo)") from None
+    with hub.errors(repo, token, "reading the repo", revision):
+        info = hub.dataset_info(hub.api(token), repo, revision, files_metadata=True)
     shard_sizes = {sibling.rfilename: sibling.size for sibling in info.siblings or []
                    if layout.is_shard(sibling.rfilename) and sibling.size}
     if not shard_sizes:

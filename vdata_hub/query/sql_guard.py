@@ -42,9 +42,11 @@ REFUSED_NODES = (
 )
 
 
-def check_query(sql: str, views: list[str]) -> str:
+def check_query(sql: str, views: list[str] | None) -> str:
     """Refuse anything but one read-only query over `views`; return the SQL to run.
 
+    With `views=None` (before the dataset's views are known, so before any network call) every
+    check runs except the one that the tables read are views of the dataset.
     Raises SQLRefused with one line saying what was refused and why.
     """
     import sqlglot
@@ -109,8 +111,8 @@ def _check_nodes(tree, exp) -> None:
                                  "the dataset")
 
 
-def _check_tables(tree, views: list[str], exp) -> None:
-    allowed = {view.lower() for view in views}
+def _check_tables(tree, views: list[str] | None, exp) -> None:
+    allowed = {view.lower() for view in views or []}
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
@@ -121,7 +123,7 @@ def _check_tables(tree, views: list[str], exp) -> None:
             raise SQLRefused(f"qualified table {table.sql('duckdb')} refused: use the bare view names "
                              f"({_view_list(views)})")
         name = table.name.lower()
-        if name not in allowed and name not in cte_names:
+        if views is not None and name not in allowed and name not in cte_names:
             raise SQLRefused(f"table {table.name!r} refused: not one of the dataset's views ({_view_list(views)})")
 
 

@@ -102,7 +102,7 @@ def _size_category(rows: int) -> str:
 
 def read_repo_state(hf_api, repo: str, token: str | None, revision: str = "main") -> tuple[list, list, str | None]:
     """(manifests, axes, current README text) at `revision`."""
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import RemoteEntryNotFoundError
 
     with hub.errors(repo, token, "reading the card's inputs"):
         files = [entry.path for entry in hf_api.list_repo_tree(repo, recursive=True, repo_type="dataset",
@@ -118,7 +118,7 @@ def read_repo_state(hf_api, repo: str, token: str | None, revision: str = "main"
         try:
             readme = Path(hf_api.hf_hub_download(repo, layout.CARD_FILE, repo_type="dataset",
                                                  revision=revision)).read_text(encoding="utf-8")
-        except EntryNotFoundError:
+        except RemoteEntryNotFoundError:  # not LocalEntryNotFoundError: a Hub that cannot be reached is an error
             readme = None
     return manifests, axes, readme
 
@@ -164,7 +164,7 @@ def init_repo(repo: str, token: str | None = None, private: bool = False) -> str
     text = render_card(repo, [], [])
     gitattributes = (CARD_DIR / "gitattributes.txt").read_text(encoding="utf-8")
     with hub.errors(repo, token, "creating the repo"):
-        if hf_api.repo_exists(repo, repo_type="dataset"):
+        if hub.repo_exists(hf_api, repo, token):
             raise VdataError(f"{repo} already exists; refresh its card with `vdata card --repo {repo} --push`")
         url = hf_api.create_repo(repo, repo_type="dataset", private=private)
         hub.with_retries(lambda: hf_api.create_commit(

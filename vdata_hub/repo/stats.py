@@ -35,7 +35,7 @@ from typing import Iterator, Optional
 
 import yaml
 
-from vdata_hub.errors import HubError, VdataError
+from vdata_hub.errors import VdataError
 from vdata_hub.generation.quality import check_text
 from vdata_hub.repo import layout
 from vdata_hub.resources import TEMPLATE_DATA_DIR
@@ -180,19 +180,15 @@ def _local_batches(path: Path) -> Iterator[dict]:
 
 def _hub_batches(repo: str, revision: Optional[str], token: Optional[str]) -> Iterator[dict]:
     import pyarrow.parquet as pq
-    from huggingface_hub import HfApi, HfFileSystem
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub import HfFileSystem
 
-    from vdata_hub.hub import errors
+    from vdata_hub import hub
 
-    with errors(repo, token, "reading the dataset for stats"):  # network and HTTP errors: one line
-        try:
-            files = HfApi(token=token).list_repo_files(repo, repo_type="dataset", revision=revision)
-        except RevisionNotFoundError:
-            raise HubError(f"{repo}: no revision {revision!r} (a branch, tag, commit or refs/pr/N)") from None
-        except RepositoryNotFoundError:
-            raise HubError(f"{repo}: no such dataset repo on the Hub (or it is private: pass a token)") from None
-        shards = sorted(f for f in files if layout.is_shard(f))
+    with hub.errors(repo, token, "reading the dataset for stats", revision):  # network and HTTP errors: one line
+        # The repo's info lists its files in one request that is not retried, so a Hub that
+        # cannot be reached is one quick error (a listing of the tree retries for half a minute).
+        info = hub.dataset_info(hub.api(token), repo, revision)
+        shards = sorted(sibling.rfilename for sibling in info.siblings or [] if layout.is_shard(sibling.rfilename))
         fs = HfFileSystem(token=token)
         for shard in shards:  # Parquet over HTTP range requests: only the columns stats needs
             with fs.open(f"datasets/{repo}/{shard}", "rb", revision=revision) as handle:
