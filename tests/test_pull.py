@@ -260,3 +260,40 @@ def test_cli_short_flags_and_refusal_exit_code(hub, dataset, tmp_path):
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith("error: function read_text() refused")
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "txt", "csv", "parquet"])
+def test_result_larger_than_max_size_stops_and_leaves_no_file(hub, dataset, tmp_path, fmt):
+    out = tmp_path / f"big.{fmt}"
+    too_big = run_cli(str(out), "--repo", dataset, "--sql", "SELECT repeat('x', 3000000) AS text FROM vdata LIMIT 3",
+                      "--max-size", "2MB", token=hub.token)
+    assert too_big.returncode == 1, too_big.stderr
+    assert too_big.stderr.splitlines()[-1] == (
+        "error: the result is larger than 2 MB (--max-size); nothing was written: narrow the query "
+        "(WHERE, LIMIT, fewer columns) or raise --max-size")
+    assert list(tmp_path.iterdir()) == []
+    many = run_cli(str(out), "--repo", dataset, "--sql", "SELECT text FROM vdata", "--max-size", "1KB",
+                   token=hub.token)  # each batch is small; the file passes the limit as it grows
+    assert many.returncode == 1 and "larger than 1 KB" in many.stderr and list(tmp_path.iterdir()) == []
+    fits = run_cli(str(out), "--repo", dataset, "--sql", "SELECT text FROM vdata", "--max-size", "10MB",
+                   token=hub.token)
+    assert fits.returncode == 0, fits.stderr
+    assert out.exists()
+
+
+@pytest.mark.slow
+def test_the_default_limit_stops_a_two_gigabyte_result(hub, dataset, tmp_path):
+    out = tmp_path / "out.jsonl"
+    done = run_cli(str(out), "--repo", dataset, "--sql", "SELECT repeat('x', 2000000000)", token=hub.token)
+    assert done.returncode == 1 and "larger than 1 GB (--max-size)" in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_max_size_values(tmp_path):
+    from vdata_hub.query.export import parse_size
+
+    assert [parse_size(v) for v in (None, 0, "0", "none", 1500, "500MB", "1.5GB", "2GiB", "10 kb")] == [
+        None, None, None, None, 1500, 500 * 10**6, 1_500_000_000, 2 * 2**30, 10_000]
+    for bad in ("lots", "-1GB", "5XB", True):
+        with pytest.raises(VdataError, match="`max_size`"):
+            parse_size(bad)

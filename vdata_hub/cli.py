@@ -318,7 +318,7 @@ class Commands:
 
     def pull(self, out: str, *, format: str | None = None, repo: str | None = None, revision: str | None = None,
              config: str | None = None, limit: int | None = None, sql: str | bool | None = None,
-             token: str | None = None, timeout: float = 600, quiet: bool = False):
+             token: str | None = None, timeout: float = 600, max_size: str = "1GB", quiet: bool = False):
         """Export rows of the Hub dataset, or a read-only SQL query's result, to a file.
 
         JSON Lines, text, CSV or Parquet. Reads only the Parquet row groups and columns the selection needs, straight from the Hub.
@@ -345,12 +345,13 @@ class Commands:
           sql: a read-only query; with no statement, opens $EDITOR (vi when unset).
           token: Hub token (default HF_TOKEN or `hf auth login`).
           timeout: stop the query after this many seconds.
+          max_size: stop a result larger than this (500MB, 2GB, ...; 0 for no limit); no file is left.
           quiet: print only errors.
         """
         from vdata_hub.query.pull import pull
 
         result = pull(out=out, format=format, repo=repo, revision=revision, config=config, limit=limit, sql=sql,
-                      token=token, timeout=timeout, quiet=quiet)
+                      token=token, timeout=timeout, max_size=max_size, quiet=quiet)
         if not quiet:
             print(result.summary(), file=sys.stderr)
 

@@ -21,9 +21,9 @@ from vdata_hub import hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, VdataError
 from vdata_hub.generation.records import RECORD_FIELDS
-from vdata_hub.query.export import resolve_format
-from vdata_hub.query.sandbox import (DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS, DEFAULT_TIMEOUT_S, lock_down,
-                                     new_connection, quote_identifier, run_to_file)
+from vdata_hub.query.export import parse_size, resolve_format
+from vdata_hub.query.sandbox import (DEFAULT_MAX_SIZE, DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS, DEFAULT_TIMEOUT_S,
+                                     lock_down, new_connection, quote_identifier, run_to_file)
 from vdata_hub.query.shard_reader import hub_filesystem
 from vdata_hub.query.sql_guard import check_query, has_limit, tables_in
 from vdata_hub.repo import layout
@@ -77,9 +77,12 @@ class DatasetLayout:
 
 
 def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sql=None, quiet=False, *,
-         token=None, timeout=DEFAULT_TIMEOUT_S, memory_limit=DEFAULT_MEMORY_LIMIT, threads=None) -> PullResult:
+         token=None, timeout=DEFAULT_TIMEOUT_S, memory_limit=DEFAULT_MEMORY_LIMIT, threads=None,
+         max_size=DEFAULT_MAX_SIZE) -> PullResult:
     """Write the selected rows (or the query's result) to OUT atomically; return what was written.
 
+    `max_size` (bytes, or "500MB", "2GB"; 0 or None: no limit) caps the result, in memory and in
+    the file: a larger one stops with an error and leaves no file.
     `sql=True` (a bare `--sql`) opens $EDITOR on an example query and runs what was saved.
     `threads=None` scans with one thread when the query ends in a LIMIT (parallel scans would
     fetch row groups past the limit) and with DEFAULT_THREADS otherwise.
@@ -87,6 +90,7 @@ def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sq
     out_path = Path(out)
     output_format = resolve_format(out_path, format)
     limit = _check_limit(limit)
+    max_bytes = parse_size(max_size)
     if sql is not None and config is not None:
         raise VdataError("`config` and `sql` together: name the axis view in the query instead "
                          f"(SELECT ... FROM {config})")
@@ -108,7 +112,7 @@ def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sq
             connection = lock_down(connecting.result(), views, filesystem=filesystem, threads=threads)
             try:
                 rows = run_to_file(connection, query, out_path, output_format, timeout=timeout, quiet=quiet,
-                                   total=limit)
+                                   total=limit, max_bytes=max_bytes)
             finally:
                 connection.close()
         finally:
@@ -152,7 +156,7 @@ def _check_limit(limit):
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise VdataError(f"--limit must be a whole number of rows >= 0, not {limit!r}")
+        raise VdataError(f"`limit` must be a whole number of rows >= 0, not {limit!r}")
     return limit
 
 

@@ -13,10 +13,11 @@ import uuid
 from pathlib import Path
 
 from vdata_hub.errors import SQLRefused, VdataError
-from vdata_hub.query.export import WRITERS
+from vdata_hub.query.export import WRITERS, SizeLimit
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_LIMIT = "2GB"
+DEFAULT_MAX_SIZE = "1GB"  # the most a result may take, in memory and in the file (a runaway query stops)
 DEFAULT_THREADS = 2  # remote reads go through Python (fsspec): more threads read ahead more, barely faster
 ROWS_PER_BATCH = 8192
 
@@ -77,11 +78,12 @@ def lock_down(connection, views: dict[str, list[str]], *, filesystem=None, threa
 
 
 def run_to_file(connection, query: str, out_path: Path, output_format: str, *, timeout=DEFAULT_TIMEOUT_S,
-                quiet=False, total=None) -> int:
+                quiet=False, total=None, max_bytes: int | None = None) -> int:
     """Run `query` and write its rows to out_path through a temp file in the same folder.
 
-    The rename happens only after the last row is written, so a failed, refused or timed-out
-    query leaves no partial output. The timeout covers the query and the writing.
+    The rename happens only after the last row is written, so a failed, refused, timed-out or
+    too large (over `max_bytes`) query leaves no partial output. The timeout covers the query and
+    the writing.
     """
     import duckdb
     from tqdm import tqdm
@@ -94,7 +96,7 @@ def run_to_file(connection, query: str, out_path: Path, output_format: str, *, t
     try:
         timer.start()
         reader = connection.sql(query).to_arrow_reader(ROWS_PER_BATCH)
-        rows = WRITERS[output_format](reader, temp_name, progress)
+        rows = WRITERS[output_format](reader, temp_name, progress, SizeLimit(max_bytes))
         timer.cancel()
         os.replace(temp_name, out_path)
         return rows
