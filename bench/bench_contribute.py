@@ -119,7 +119,7 @@ def child_contribute(out: str, repo: str) -> None:
     from vdata_hub.repo.contribute import contribute
 
     start = time.perf_counter()
-    result = contribute(out, repo=repo, quiet=True)
+    result = contribute(out, repo=repo)
     child_result({"op_s": round(time.perf_counter() - start, 2), "pr": result.pr_url,
                   "accepted": result.report.accepted,
                   "stages_s": {k: round(v, 2) for k, v in result.seconds.items()}})

@@ -115,7 +115,7 @@ def run_generate(base_url: str, spec_path: Path, out: Path):
     from vdata_hub.generation.generate import generate
 
     started = time.monotonic()
-    summary = generate(out=str(out), spec=str(spec_path), api_base=base_url, api_key="x", quiet=True)
+    summary = generate(out=str(out), spec=str(spec_path), api_base=base_url, api_key="x")
     return summary, time.monotonic() - started
 
 

@@ -154,7 +154,7 @@ def run_pull(repo: str, token: str, workdir: Path):
     from vdata_hub.query.pull import pull
 
     out = workdir / "pulled.jsonl"
-    result = pull(str(out), repo=repo, sql=QUERY, token=token, quiet=True)
+    result = pull(str(out), repo=repo, sql=QUERY, token=token)
     out.unlink()
     return result.rows
 

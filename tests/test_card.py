@@ -99,7 +99,7 @@ def test_card_shows_balance_statistics_of_the_rows_on_main(hub, tmp_path):
     rows = [make_row(i, text=text, bias_axis=axis)
             for i, (text, axis) in enumerate(zip(BALANCE_TEXTS, ["gender", "gender", "religion"]))]
     Dataset(InMemoryTable(records_to_table(rows))).save_to_disk(str(tmp_path / "out"))
-    pr = contribute(str(tmp_path / "out"), repo=repo, token=hub.token, quiet=True)
+    pr = contribute(str(tmp_path / "out"), repo=repo, token=hub.token)
     api.merge_pull_request(repo, int(pr.pr_url.rsplit("/", 1)[1]), repo_type="dataset")
     text = card(repo=repo, push=True, token=hub.token)
     DatasetCard(text).validate("dataset")  # the rendered card still validates (YAML, card data)

@@ -52,7 +52,7 @@ def test_contribute_review_merge_load(hub, repo, tmp_path):
     from datasets import load_dataset
 
     out = save_dataset(tmp_path / "out", two_axes(30))
-    result = contribute(out, repo=repo, token=hub.token, quiet=True)
+    result = contribute(out, repo=repo, token=hub.token)
     assert result.status == "opened" and result.pr_url.endswith("/discussions/1")
     cid = result.contribution_id
     api = HfApi(token=hub.token)
@@ -71,11 +71,11 @@ def test_contribute_review_merge_load(hub, repo, tmp_path):
     assert manifest["rows"] == 30 and manifest["rows_per_axis"] == {"gender": 20, "religion": 10}
     assert manifest["contributor"] == "alice" and str(tmp_path) not in json.dumps(manifest)
 
-    again = contribute(out, repo=repo, token=hub.token, quiet=True)
+    again = contribute(out, repo=repo, token=hub.token)
     assert again.status == "already_open" and again.pr_url == result.pr_url
     assert state(hub, repo)[1] == 1
 
-    [reviewed] = review(repo=repo, merge=True, token=hub.token, quiet=True)
+    [reviewed] = review(repo=repo, merge=True, token=hub.token)
     assert reviewed.passed and reviewed.action == "merged", reviewed.summary()
     comments = [e.content for e in api.get_discussion_details(repo, 1, repo_type="dataset").events
                 if e.type == "comment"]
@@ -89,17 +89,16 @@ def test_contribute_review_merge_load(hub, repo, tmp_path):
     assert "config_name: religion" in readme and "| gender | 20 |" in readme and EVAL_START in readme
 
     with pytest.raises(ValidationFailed, match="already on the repo's main branch"):
-        contribute(out, repo=repo, token=hub.token, quiet=True)
+        contribute(out, repo=repo, token=hub.token)
 
     more = save_dataset(tmp_path / "more", two_axes(12, start=1000))
-    second = contribute(more, repo=repo, token=hub.token, part="bias_axis=gender", quiet=True)
+    second = contribute(more, repo=repo, token=hub.token, part="bias_axis=gender")
     assert second.manifest["rows_per_axis"] == {"gender": 8}
 
 
 def test_dry_run_uploads_nothing(hub, repo, tmp_path):
     before = state(hub, repo)
-    result = contribute(save_dataset(tmp_path / "out", two_axes(9)), repo=repo, token=hub.token, dry_run=True,
-                        quiet=True)
+    result = contribute(save_dataset(tmp_path / "out", two_axes(9)), repo=repo, token=hub.token, dry_run=True)
     assert result.status == "dry_run"
     assert sorted(result.files) == sorted([f"data/gender/{result.contribution_id}.parquet",
                                            f"data/religion/{result.contribution_id}.parquet",
@@ -124,7 +123,7 @@ def test_hostile_datasets_leave_nothing(hub, repo, tmp_path, case):
     else:
         out, message = save_dataset(tmp_path / "out", [make_row(1, text="word " * 2_100_000)]), "too_long"
     with pytest.raises(ValidationFailed, match=message):
-        contribute(out, repo=repo, token=hub.token, quiet=True)
+        contribute(out, repo=repo, token=hub.token)
     assert state(hub, repo) == before
 
 
@@ -132,12 +131,12 @@ def test_bad_tokens_give_clear_errors(hub, repo, tmp_path):
     out = save_dataset(tmp_path / "out", two_axes(6))
     before = state(hub, repo)
     with pytest.raises(AuthError, match="refused the token") as wrong:
-        contribute(out, repo=repo, token="hf_not_a_real_token_123456", quiet=True)
+        contribute(out, repo=repo, token="hf_not_a_real_token_123456")
     assert "hf_not_a_real" not in str(wrong.value)
     with pytest.raises(AuthError, match="read-only"):
-        contribute(out, repo=repo, token=hub.read_token, quiet=True)
+        contribute(out, repo=repo, token=hub.read_token)
     with pytest.raises(HubError, match="not found"):
-        contribute(out, repo="org/does-not-exist-" + uuid.uuid4().hex[:6], token=hub.token, quiet=True)
+        contribute(out, repo="org/does-not-exist-" + uuid.uuid4().hex[:6], token=hub.token)
     assert state(hub, repo) == before
 
 
@@ -146,13 +145,13 @@ def test_upload_failure_leaves_no_pr_and_retries_commit(hub, repo, tmp_path):
     before = state(hub, repo)
     hub.fail_next("PUT", r"^/lfs-upload/", 400, count=1, message="disk full")
     with pytest.raises(HubError, match="opening the pull request"):
-        contribute(out, repo=repo, token=hub.token, quiet=True)
+        contribute(out, repo=repo, token=hub.token)
     hub.clear_faults()
     assert state(hub, repo) == before
 
     hub.fail_next("POST", r"/commit/main", 500, count=1)
     hub.fail_next("POST", r"/commit/main", 429, count=1)
-    result = contribute(out, repo=repo, token=hub.token, quiet=True)
+    result = contribute(out, repo=repo, token=hub.token)
     hub.clear_faults()
     assert result.status == "opened"
     assert state(hub, repo) == (before[0], 1)
@@ -191,12 +190,12 @@ def test_generate_then_contribute_review_and_load(hub, fake_llm, tmp_path):
     from vdata_hub.generation.generate import generate
 
     out = str(tmp_path / "out")
-    generate(out=out, spec=str(write_spec(tmp_path)), api_base=fake_llm.base_url, api_key="test-key", quiet=True)
+    generate(out=out, spec=str(write_spec(tmp_path)), api_base=fake_llm.base_url, api_key="test-key")
     name = f"org/gen-{uuid.uuid4().hex[:8]}"
     init_repo(name, token=hub.token)
-    result = contribute(out, repo=name, token=hub.token, quiet=True)
+    result = contribute(out, repo=name, token=hub.token)
     assert result.status == "opened", result.summary()
-    [reviewed] = review(repo=name, merge=True, token=hub.token, quiet=True)
+    [reviewed] = review(repo=name, merge=True, token=hub.token)
     assert reviewed.action == "merged", reviewed.summary()
     rows = load_dataset(name, split="train")
     assert rows.num_rows == result.report.accepted == 12
@@ -209,4 +208,4 @@ def test_unreachable_hub_is_a_clear_error(hub, tmp_path, monkeypatch):
     out = save_dataset(tmp_path / "out", two_axes(3))
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(HubError, match="cannot reach the Hub at http://127.0.0.1:9"):
-        contribute(out, repo="org/vdata", token=hub.token, quiet=True)
+        contribute(out, repo="org/vdata", token=hub.token)

@@ -43,7 +43,7 @@ def write_spec(tmp_path, **fields) -> Path:
 def run(tmp_path, fake_llm, spec=None, **options):
     options.setdefault("api_base", fake_llm.base_url)
     options.setdefault("api_key", "test-key")
-    return generate(out=str(tmp_path / "out"), spec=str(spec or write_spec(tmp_path)), quiet=True, **options)
+    return generate(out=str(tmp_path / "out"), spec=str(spec or write_spec(tmp_path)), **options)
 
 
 def load_rows(out):
@@ -139,7 +139,7 @@ def test_cost_cap_stops_cleanly_and_the_run_resumes_with_a_higher_cap(tmp_path, 
     from vdata_hub.generation.cost import call_cost
 
     spec = write_spec(tmp_path, model="openai/gpt-4o-mini", num_records=40, concurrency=2)
-    with pytest.raises(BudgetExceeded, match="raise --max-cost"):
+    with pytest.raises(BudgetExceeded, match="raise `max_cost`"):
         run(tmp_path, fake_llm, spec, max_cost=0.0004)
     out = tmp_path / "out"
     summary = json.loads((out / "run_summary.json").read_text())

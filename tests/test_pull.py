@@ -74,7 +74,7 @@ def read_jsonl(path) -> list[dict]:
 
 
 def test_config_and_limit_pull_one_axis_as_json_lines(hub, dataset, tmp_path):
-    result = pull(tmp_path / "rows.jsonl", repo=dataset, config="age", limit=7, token=hub.token, quiet=True)
+    result = pull(tmp_path / "rows.jsonl", repo=dataset, config="age", limit=7, token=hub.token)
     rows = read_jsonl(tmp_path / "rows.jsonl")
     assert result.rows == 7 and result.format == "json" and len(rows) == 7
     assert {row["bias_axis"] for row in rows} == {"age"}
@@ -82,29 +82,29 @@ def test_config_and_limit_pull_one_axis_as_json_lines(hub, dataset, tmp_path):
 
 
 def test_a_query_over_several_shards_sees_every_row(hub, dataset, tmp_path):
-    pull(tmp_path / "all.parquet", repo=dataset, sql="SELECT * FROM vdata ORDER BY id", token=hub.token, quiet=True)
+    pull(tmp_path / "all.parquet", repo=dataset, sql="SELECT * FROM vdata ORDER BY id", token=hub.token)
     assert pq.read_table(tmp_path / "all.parquet").to_pylist() == sorted(flat(AGE) + flat(GENDER), key=lambda r: r["id"])
-    pull(tmp_path / "gender.csv", repo=dataset, config="gender", token=hub.token, quiet=True)
+    pull(tmp_path / "gender.csv", repo=dataset, config="gender", token=hub.token)
     with open(tmp_path / "gender.csv", newline="", encoding="utf-8") as handle:
         assert sorted(row["id"] for row in csv.DictReader(handle)) == sorted(r["id"] for r in flat(GENDER))
 
 
 def test_filter_to_csv(hub, dataset, tmp_path):
     sql = "SELECT id, text, flags FROM gender WHERE domain = 'healthcare' AND output_tokens > 50 ORDER BY id"
-    pull(tmp_path / "f.csv", repo=dataset, sql=sql, token=hub.token, quiet=True)
+    pull(tmp_path / "f.csv", repo=dataset, sql=sql, token=hub.token)
     with open(tmp_path / "f.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     expected = [r for r in flat(GENDER) if r["domain"] == "healthcare" and r["output_tokens"] > 50]
     assert [(row["id"], row["text"], json.loads(row["flags"])) for row in rows] == \
         [(r["id"], r["text"], r["flags"]) for r in sorted(expected, key=lambda r: r["id"])]
-    limited = pull(tmp_path / "l.csv", repo=dataset, sql=sql, limit=2, token=hub.token, quiet=True)
+    limited = pull(tmp_path / "l.csv", repo=dataset, sql=sql, limit=2, token=hub.token)
     with open(tmp_path / "l.csv", newline="", encoding="utf-8") as handle:
         assert limited.rows == 2 and [row["id"] for row in csv.DictReader(handle)] == [row["id"] for row in rows[:2]]
 
 
 def test_aggregate_to_parquet(hub, dataset, tmp_path):
     sql = "SELECT bias_axis, domain, count(*) AS n, sum(output_tokens) AS tokens FROM vdata GROUP BY ALL ORDER BY ALL"
-    pull(tmp_path / "agg.out", format="parquet", repo=dataset, sql=sql, token=hub.token, quiet=True)
+    pull(tmp_path / "agg.out", format="parquet", repo=dataset, sql=sql, token=hub.token)
     got = pq.read_table(tmp_path / "agg.out").to_pylist()
     counts, tokens = Counter(), Counter()
     for row in flat(AGE) + flat(GENDER):
@@ -116,7 +116,7 @@ def test_aggregate_to_parquet(hub, dataset, tmp_path):
 def test_join_between_configs_to_text(hub, dataset, tmp_path):
     sql = ('SELECT g.text FROM gender g JOIN "age" a ON g.output_tokens = a.output_tokens '
            "WHERE g.domain = a.domain ORDER BY g.id")
-    result = pull(tmp_path / "joined.txt", repo=dataset, sql=sql, token=hub.token, quiet=True)
+    result = pull(tmp_path / "joined.txt", repo=dataset, sql=sql, token=hub.token)
     ages = {(r["output_tokens"], r["domain"]) for r in flat(AGE)}
     expected = [r["text"] for r in sorted(flat(GENDER), key=lambda r: r["id"]) if (r["output_tokens"], r["domain"]) in ages]
     lines = (tmp_path / "joined.txt").read_text(encoding="utf-8").splitlines()
@@ -127,7 +127,7 @@ def test_join_between_configs_to_text(hub, dataset, tmp_path):
 def test_empty_result_writes_an_empty_file_in_every_format(hub, dataset, tmp_path):
     sql = "SELECT id, text FROM vdata WHERE domain = 'no such domain'"
     for name in ("e.jsonl", "e.txt", "e.csv", "e.parquet"):
-        assert pull(tmp_path / name, repo=dataset, sql=sql, token=hub.token, quiet=True).rows == 0
+        assert pull(tmp_path / name, repo=dataset, sql=sql, token=hub.token).rows == 0
     assert (tmp_path / "e.jsonl").read_text() == "" and (tmp_path / "e.txt").read_text() == ""
     assert (tmp_path / "e.csv").read_bytes() == b"id,text\r\n"
     assert pq.read_table(tmp_path / "e.parquet").column_names == ["id", "text"]
@@ -142,26 +142,26 @@ def test_a_pull_request_revision(hub, dataset, tmp_path):
     commit = api.create_commit(repo, operations=shard_operations({"religion": new_rows}), repo_type="dataset",
                                commit_message="contribution", create_pr=True)
     revision = f"refs/pr/{commit.pr_num}"
-    pulled = pull(tmp_path / "pr.jsonl", repo=repo, revision=revision, config="religion", token=hub.token, quiet=True)
+    pulled = pull(tmp_path / "pr.jsonl", repo=repo, revision=revision, config="religion", token=hub.token)
     assert pulled.rows == 12 and pulled.commit == commit.oid
     assert sorted(read_jsonl(tmp_path / "pr.jsonl"), key=lambda r: r["id"]) == flat(new_rows)
-    pull(tmp_path / "n.csv", repo=repo, revision=revision, sql="SELECT count(*) AS n FROM vdata", token=hub.token, quiet=True)
+    pull(tmp_path / "n.csv", repo=repo, revision=revision, sql="SELECT count(*) AS n FROM vdata", token=hub.token)
     assert (tmp_path / "n.csv").read_text().splitlines() == ["n", str(12 + 30)]
     with pytest.raises(VdataError, match="unknown config 'religion'"):
-        pull(tmp_path / "main.jsonl", repo=repo, config="religion", token=hub.token, quiet=True)
+        pull(tmp_path / "main.jsonl", repo=repo, config="religion", token=hub.token)
 
 
 def test_clear_errors_for_bad_selections(hub, dataset, tmp_path):
     with pytest.raises(HubError, match="revision 'nope' not found"):
-        pull(tmp_path / "x.jsonl", repo=dataset, revision="nope", token=hub.token, quiet=True)
+        pull(tmp_path / "x.jsonl", repo=dataset, revision="nope", token=hub.token)
     with pytest.raises(HubError, match="not found"):
-        pull(tmp_path / "x.jsonl", repo="org/no-such-repo", token=hub.token, quiet=True)
+        pull(tmp_path / "x.jsonl", repo="org/no-such-repo", token=hub.token)
     with pytest.raises(VdataError, match="`config` and `sql` together"):
-        pull(tmp_path / "x.jsonl", repo=dataset, config="age", sql="SELECT 1", token=hub.token, quiet=True)
+        pull(tmp_path / "x.jsonl", repo=dataset, config="age", sql="SELECT 1", token=hub.token)
     with pytest.raises(VdataError, match="extension"):
-        pull(tmp_path / "x.data", repo=dataset, token=hub.token, quiet=True)
+        pull(tmp_path / "x.data", repo=dataset, token=hub.token)
     with pytest.raises(VdataError, match="query failed"):
-        pull(tmp_path / "x.jsonl", repo=dataset, sql="SELECT missing_column FROM vdata", token=hub.token, quiet=True)
+        pull(tmp_path / "x.jsonl", repo=dataset, sql="SELECT missing_column FROM vdata", token=hub.token)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -186,7 +186,7 @@ def test_hostile_sql_through_pull_reads_and_writes_nothing(hub, dataset, tmp_pat
     before = all_files(tmp_path)
     sql = statement.format(canary=canary, root=tmp_path, other=dataset)
     with pytest.raises(SQLRefused, match="refused"):
-        pull(tmp_path / "out.jsonl", repo=dataset, sql=sql, token=hub.token, quiet=True)
+        pull(tmp_path / "out.jsonl", repo=dataset, sql=sql, token=hub.token)
     assert all_files(tmp_path) == before
 
 
@@ -220,7 +220,7 @@ def test_locked_hub_connection_refuses_other_repos_and_local_files(hub, dataset,
 def test_a_query_past_the_time_limit_leaves_no_output(hub, dataset, tmp_path):
     sql = "SELECT count(*) FROM vdata a, vdata b, vdata c, vdata d, vdata e"
     with pytest.raises(SQLRefused, match="stopped after 1 s"):
-        pull(tmp_path / "slow.jsonl", repo=dataset, sql=sql, timeout=1, token=hub.token, quiet=True)
+        pull(tmp_path / "slow.jsonl", repo=dataset, sql=sql, timeout=1, token=hub.token)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -236,11 +236,11 @@ def editor_script(tmp_path, query: str) -> str:
 def test_bare_sql_opens_the_editor_and_runs_what_was_saved(hub, dataset, tmp_path, monkeypatch):
     monkeypatch.delenv("VISUAL", raising=False)
     monkeypatch.setenv("EDITOR", editor_script(tmp_path, "-- mine\nSELECT id FROM age ORDER BY id LIMIT 3\n"))
-    pull(tmp_path / "ed.jsonl", repo=dataset, sql=True, token=hub.token, quiet=True)
+    pull(tmp_path / "ed.jsonl", repo=dataset, sql=True, token=hub.token)
     assert read_jsonl(tmp_path / "ed.jsonl") == [{"id": f"age-00000{i}"} for i in range(3)]
     monkeypatch.setenv("EDITOR", editor_script(tmp_path, "-- changed my mind\n"))
     with pytest.raises(VdataError, match="empty"):
-        pull(tmp_path / "none.jsonl", repo=dataset, sql=True, token=hub.token, quiet=True)
+        pull(tmp_path / "none.jsonl", repo=dataset, sql=True, token=hub.token)
     assert not (tmp_path / "none.jsonl").exists()
 
 

@@ -108,13 +108,13 @@ def test_a_query_that_runs_forever_is_stopped_and_leaves_no_file(sandbox):
     connection = open_locked_connection(views, memory_limit="256MB", threads=1)
     forever = "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t"
     with pytest.raises(SQLRefused, match="stopped after 1 s"):
-        run_to_file(connection, forever, root / "out.jsonl", "json", timeout=1, quiet=True)
+        run_to_file(connection, forever, root / "out.jsonl", "json", timeout=1)
     streaming = "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT n, repeat('x', 99) FROM t"
     with pytest.raises(SQLRefused, match="stopped after"):
-        run_to_file(connection, streaming, root / "out.jsonl", "json", timeout=1, quiet=True)
+        run_to_file(connection, streaming, root / "out.jsonl", "json", timeout=1)
     cross = "SELECT count(*) FROM vdata a, vdata b, vdata c, vdata d, vdata e, vdata f"
     with pytest.raises(SQLRefused, match="stopped after"):
-        run_to_file(connection, cross, root / "out.jsonl", "json", timeout=1, quiet=True)
+        run_to_file(connection, cross, root / "out.jsonl", "json", timeout=1)
     assert all_files(root) == before
 
 
@@ -124,7 +124,7 @@ def test_a_query_that_eats_memory_hits_the_limit_and_writes_nothing(sandbox):
     connection = open_locked_connection(views, memory_limit="128MB", threads=1)
     hungry = "SELECT list(repeat(text, 10000)) FROM vdata, range(2000)"
     with pytest.raises(SQLRefused, match="memory limit"):
-        run_to_file(connection, hungry, root / "out.parquet", "parquet", timeout=60, quiet=True)
+        run_to_file(connection, hungry, root / "out.parquet", "parquet", timeout=60)
     assert all_files(root) == before
 
 
@@ -134,7 +134,7 @@ def test_a_failing_query_keeps_the_previous_output_intact(sandbox):
     out.write_text("previous\n")
     connection = open_locked_connection(views, memory_limit="256MB", threads=1)
     with pytest.raises(VdataError, match="query failed"):
-        run_to_file(connection, "SELECT no_such_column FROM vdata", out, "json", quiet=True)
+        run_to_file(connection, "SELECT no_such_column FROM vdata", out, "json")
     assert out.read_text() == "previous\n"
     assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == []
 
@@ -145,13 +145,13 @@ def test_each_format_round_trips(sandbox):
     query = "SELECT * FROM gender ORDER BY id"
     expected = records_to_table(make_rows(30, "gender")).to_pylist()
 
-    assert run_to_file(connection, query, root / "o.jsonl", "json", quiet=True) == 30
+    assert run_to_file(connection, query, root / "o.jsonl", "json") == 30
     assert [json.loads(line) for line in (root / "o.jsonl").read_text().splitlines()] == expected
 
-    run_to_file(connection, query, root / "o.parquet", "parquet", quiet=True)
+    run_to_file(connection, query, root / "o.parquet", "parquet")
     assert pq.read_table(root / "o.parquet").to_pylist() == expected
 
-    run_to_file(connection, query, root / "o.csv", "csv", quiet=True)
+    run_to_file(connection, query, root / "o.csv", "csv")
     raw = (root / "o.csv").read_bytes()
     assert raw.count(b"\r\n") >= 31 and b'"gender text 0, ""quoted""\nsecond line' in raw
     with open(root / "o.csv", newline="", encoding="utf-8") as handle:
@@ -160,7 +160,7 @@ def test_each_format_round_trips(sandbox):
     assert [row["text"] for row in table] == [row["text"] for row in expected]
     assert table[0]["flags"] == '["short"]' and table[0]["augmented"] == "false"
 
-    run_to_file(connection, query, root / "o.txt", "text", quiet=True)
+    run_to_file(connection, query, root / "o.txt", "text")
     lines = (root / "o.txt").read_text(encoding="utf-8").split("\n")
     assert lines[-1] == "" and len(lines) == 31
     assert [unescape_text(line) for line in lines[:-1]] == [row["text"] for row in expected]
@@ -181,7 +181,7 @@ def test_text_format_needs_a_text_column(sandbox):
     root, views = sandbox
     connection = open_locked_connection(views, memory_limit="256MB", threads=1)
     with pytest.raises(VdataError, match="text output needs"):
-        run_to_file(connection, "SELECT id, domain FROM vdata", root / "o.txt", "text", quiet=True)
-    run_to_file(connection, "SELECT id FROM vdata ORDER BY id LIMIT 2", root / "ids.txt", "text", quiet=True)
+        run_to_file(connection, "SELECT id, domain FROM vdata", root / "o.txt", "text")
+    run_to_file(connection, "SELECT id FROM vdata ORDER BY id LIMIT 2", root / "ids.txt", "text")
     assert (root / "ids.txt").read_text() == "age-000000\nage-000001\n"
     assert not (root / "o.txt").exists()

@@ -43,11 +43,10 @@ def comments(hub, repo, num):
 
 
 def test_overlapping_prs_merge_once_and_the_card_follows(hub, repo, tmp_path):
-    first = contribute(save_dataset(tmp_path / "a", two_axes(20)), repo=repo, token=hub.token, quiet=True)
-    second = contribute(save_dataset(tmp_path / "b", two_axes(20, start=10)), repo=repo, token=hub.token,
-                        quiet=True)
+    first = contribute(save_dataset(tmp_path / "a", two_axes(20)), repo=repo, token=hub.token)
+    second = contribute(save_dataset(tmp_path / "b", two_axes(20, start=10)), repo=repo, token=hub.token)
     assert first.pr_url != second.pr_url
-    results = review(repo=repo, merge=True, close_invalid=True, token=hub.token, quiet=True)
+    results = review(repo=repo, merge=True, close_invalid=True, token=hub.token)
     assert [(r.num, r.passed, r.action) for r in results] == [(1, True, "merged"), (2, False, "closed")]
     assert results[1].report.rejected == {"duplicate_of_main": 10}
     status, texts = comments(hub, repo, 2)
@@ -64,7 +63,7 @@ def test_hand_made_prs_that_break_the_rules_fail(hub, repo, tmp_path):
     pii = hand_made_pr(hub, repo, tmp_path, [make_row(3, text=story(3) + " Mail me: bob@example.org"), make_row(4)],
                        token=hub.bob_token)
     axis = hand_made_pr(hub, repo, tmp_path, [make_row(5, bias_axis="religion"), make_row(6)])
-    results = {r.num: r for r in review(repo=repo, merge=True, token=hub.token, quiet=True)}
+    results = {r.num: r for r in review(repo=repo, merge=True, token=hub.token)}
     assert not any(r.passed for r in results.values())
     assert "changes or deletes existing files" in " ".join(results[layout].problems)
     assert "outside the dataset layout: run.sh" in " ".join(results[layout].problems)
@@ -78,9 +77,9 @@ def test_hand_made_prs_that_break_the_rules_fail(hub, repo, tmp_path):
 
 
 def test_review_single_pr_without_merge_only_comments(hub, repo, tmp_path):
-    result = contribute(save_dataset(tmp_path / "a", two_axes(9)), repo=repo, token=hub.token, quiet=True)
+    result = contribute(save_dataset(tmp_path / "a", two_axes(9)), repo=repo, token=hub.token)
     num = int(result.pr_url.rsplit("/", 1)[1])
-    [reviewed] = review(repo=repo, pr=num, token=hub.token, quiet=True)
+    [reviewed] = review(repo=repo, pr=num, token=hub.token)
     assert reviewed.passed and reviewed.action == "commented"
     status, texts = comments(hub, repo, num)
     assert status in ("open", "draft") and any("can be merged" in t for t in texts)

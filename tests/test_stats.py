@@ -144,7 +144,7 @@ def test_stats_of_what_generate_wrote(fake_llm, tmp_path):
                     "variables: {domain: [housing], bias_axis: [religion]}\nnum_records: 8\n")
     out = tmp_path / "out"
     generate(out=str(out), spec=str(spec), model="openai/fake-model", api_base=fake_llm.base_url,
-             api_key="test-key", quiet=True)
+             api_key="test-key")
     result = stats(str(out))
     assert result.rows == 8 and result.rows_per_axis == {"religion": 8}
     assert result.coverage["tasks"] == ["ambiguous_qa", "neutral_description"]

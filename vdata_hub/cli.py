@@ -21,6 +21,7 @@ SHORT_FLAGS = {
              "-p": ("format", "parquet"), "-q": ("quiet", None)},
 }
 LONG_ALIASES = {"generate": {"--apikey": "api_key"}}
+_parsed: cli_args.Parsed | None = None  # this process's command line, so notes name its flags
 
 
 class Eval:
@@ -191,7 +192,8 @@ class Commands:
         from vdata_hub.generation.generate import generate
 
         result = generate(out=out, spec=spec, model=model, api_base=api_base, num_records=num_records,
-                          concurrency=concurrency, max_cost=max_cost, api_key=api_key, dry_run=dry_run, quiet=quiet)
+                          concurrency=concurrency, max_cost=max_cost, api_key=api_key, dry_run=dry_run,
+                          progress=_progress(quiet))
         if dry_run:  # the estimate is what was asked for, so --quiet still prints it
             from vdata_hub.generation.cost import format_estimate
 
@@ -244,7 +246,7 @@ class Commands:
         """
         from vdata_hub.repo.contribute import contribute
 
-        result = contribute(out=out, repo=repo, token=token, part=part, dry_run=dry_run, quiet=quiet)
+        result = contribute(out=out, repo=repo, token=token, part=part, dry_run=dry_run, progress=_progress(quiet))
         print(result.pr_url if quiet and result.pr_url else result.summary())
 
     def review(self, *, repo: str | None = None, pr: int | None = None, merge: bool = False,
@@ -269,7 +271,8 @@ class Commands:
         """
         from vdata_hub.repo.review import review
 
-        results = review(repo=repo, pr=pr, merge=merge, close_invalid=close_invalid, token=token, quiet=quiet)
+        results = review(repo=repo, pr=pr, merge=merge, close_invalid=close_invalid, token=token,
+                         progress=_progress(quiet))
         if not quiet:
             print("\n".join(result.summary() for result in results) or "no open pull requests")
 
@@ -351,7 +354,7 @@ class Commands:
         from vdata_hub.query.pull import pull
 
         result = pull(out=out, format=format, repo=repo, revision=revision, config=config, limit=limit, sql=sql,
-                      token=token, timeout=timeout, max_size=max_size, quiet=quiet)
+                      token=token, timeout=timeout, max_size=max_size, progress=_progress(quiet))
         if not quiet:
             print(result.summary(), file=sys.stderr)
 
@@ -428,12 +431,24 @@ def _offer_contribution(out: str, summary, ask, say) -> None:
     from vdata_hub.repo.contribute import contribute
 
     try:
-        result = contribute(out=out, part=part)
+        result = contribute(out=out, part=part, progress=say)
     except VdataError as exc:
-        say(f"error: {exc}\nYou can try again later: vdata contribute {out}" + (f" --part {part}" if part else ""))
+        import inspect
+
+        message = cli_args.as_flags(str(exc), inspect.signature(Commands.contribute).parameters)
+        say(f"error: {message}\nYou can try again later: vdata contribute {out}" + (f" --part {part}" if part else ""))
         return
     if hasattr(result, "summary"):
         say(result.summary())
+
+
+def _progress(quiet: bool):
+    """The library's `progress` argument: off with --quiet, else bars and notes on stderr."""
+    return False if quiet else _note
+
+
+def _note(message: str) -> None:
+    print(_parsed.with_flags(message) if _parsed is not None else message, file=sys.stderr, flush=True)
 
 
 def _print_summary(result, quiet: bool) -> None:
@@ -442,10 +457,11 @@ def _print_summary(result, quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global _parsed
     argv = list(sys.argv[1:] if argv is None else argv)
     parsed = None
     try:
-        parsed = cli_args.parse(argv, Commands(), COMMAND_ALIASES, SHORT_FLAGS, LONG_ALIASES)
+        parsed = _parsed = cli_args.parse(argv, Commands(), COMMAND_ALIASES, SHORT_FLAGS, LONG_ALIASES)
         if parsed.help is not None:  # on stdout, so `vdata --help | less` works
             print(parsed.help)
             return

@@ -110,13 +110,16 @@ class Parsed:
         """A library message with its parameter names (`max_cost`) shown as this command's flags."""
         if self.command is None or self.command.is_group:
             return message
-        options = self.command.options()
+        return as_flags(message, self.command.options())
 
-        def flag(match: re.Match) -> str:
-            name = match.group(1)
-            return options[name].flag if name in options else match.group(0)
 
-        return re.sub(r"`([a-z][a-z0-9_]*)`", flag, message)
+def as_flags(message: str, names) -> str:
+    """`max_cost` in a library message becomes --max-cost when it is one of `names` (parameters)."""
+    def flag(match: re.Match) -> str:
+        name = match.group(1)
+        return "--" + name.replace("_", "-") if name in names else match.group(0)
+
+    return re.sub(r"`([a-z][a-z0-9_]*)`", flag, message)
 
 
 def _kind(annotation, default) -> str:

@@ -192,7 +192,7 @@ def check_write_token(hf_api, repo: str, token: str | None) -> str:
     role = ((info.get("auth") or {}).get("accessToken") or {}).get("role")
     if role == "read":
         raise AuthError("this Hub token is read-only: create a token with write access "
-                        "(https://huggingface.co/settings/tokens) and pass it with --token or HF_TOKEN")
+                        "(https://huggingface.co/settings/tokens) and pass it as `token` or HF_TOKEN")
     return info.get("name", "")
 
 

@@ -8,7 +8,6 @@ the ids found there. The dataset in OUT is rebuilt from that journal at the end 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -22,9 +21,10 @@ from vdata_hub.generation.local_model import is_local
 from vdata_hub.generation.prompts import iter_planned_records
 from vdata_hub.generation.records import Record, to_json
 from vdata_hub.generation.spec import LoadedSpec, apply_overrides, load_spec
+from vdata_hub.progress import Progress, ProgressArg
 
 EMBEDDED_NOTICE = ("note: no provider model given: generating with the embedded model SmolLM2-135M-Instruct "
-                   "on this machine, no key or network needed (pass --model and -k to use a provider)")
+                   "on this machine, no key or network needed (pass `model` and `api_key` to use a provider)")
 
 
 @dataclass
@@ -80,9 +80,11 @@ class RunSummary:
 
 def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = None, api_base: Optional[str] = None,
              num_records: Optional[int] = None, concurrency: Optional[int] = None, max_cost: Optional[float] = None,
-             api_key: Optional[str] = None, dry_run: bool = False, quiet: bool = False):
+             api_key: Optional[str] = None, dry_run: bool = False, progress: ProgressArg = False):
     """Generate the records of a spec into an Arrow dataset at `out`; returns a RunSummary.
 
+    `progress`: False (silent), True (a progress bar and notes on stderr) or a callable that
+    receives the notes (see vdata_hub.progress).
     With `dry_run`, returns the cost estimate (vdata_hub.generation.cost.Estimate) and calls nothing.
     Raises SpecError/TemplateError before any call, AuthError on a refused key, and
     BudgetExceeded when the cost cap stops the run (what was generated is kept; rerun with a
@@ -96,12 +98,12 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
         from vdata_hub.generation.cost import estimate_plan
 
         return estimate_plan(iter_planned_records(loaded), loaded.spec)
-    summary = _run(Path(out), loaded, planned_ids, api_key, quiet)
+    summary = _run(Path(out), loaded, planned_ids, api_key, Progress(progress))
     if summary.status == "budget_exceeded":
         raise BudgetExceeded(
             f"cost cap ${summary.max_cost_usd:,.4f} reached (spent ${summary.cost_usd:,.4f}); "
             f"{summary.records:,} of {summary.requested:,} records kept in {out}; "
-            "raise --max-cost and run the same command to continue")
+            "raise `max_cost` and run the same command to continue")
     return summary
 
 
@@ -116,28 +118,29 @@ def _check_augment_axes(loaded: LoadedSpec) -> None:
                             f"(axes with swap rules: {', '.join(known)})")
 
 
-def _run(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Optional[str], quiet: bool) -> RunSummary:
+def _run(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Optional[str],
+         progress: Progress) -> RunSummary:
     from vdata_hub.generation.llm import resolve_api_key
 
     spec = loaded.spec
     journal = Journal(out).open()
     try:
         write_json_atomic(out / "spec.json", spec.model_dump())
-        progress = journal.load(planned_ids)
+        done = journal.load(planned_ids)
         started = time.monotonic()
         if is_local(spec.model):
             from vdata_hub.generation.local_model import local_server
 
-            if not quiet and spec.model == "local":
-                print(EMBEDDED_NOTICE, file=sys.stderr)
-            with local_server(spec.model, quiet) as (litellm_model, local_base):
-                run = _Generation(loaded, journal, progress, litellm_model, local_base, "no-key", quiet)
+            if spec.model == "local":
+                progress.note(EMBEDDED_NOTICE)
+            with local_server(spec.model) as (litellm_model, local_base):
+                run = _Generation(loaded, journal, done, litellm_model, local_base, "no-key", progress)
                 run.execute(planned_ids)
         else:
             key = resolve_api_key(api_key, spec.model, spec.api_base)
-            run = _Generation(loaded, journal, progress, spec.model, spec.api_base, key, quiet)
+            run = _Generation(loaded, journal, done, spec.model, spec.api_base, key, progress)
             run.execute(planned_ids)
-        return _finish(out, loaded, journal, planned_ids, progress, run, time.monotonic() - started)
+        return _finish(out, loaded, journal, planned_ids, done, run, time.monotonic() - started)
     finally:
         journal.close()
 
@@ -171,7 +174,7 @@ class _Generation:
     """One run's loop: launch requests as the gate and the budget allow, journal each result."""
 
     def __init__(self, loaded: LoadedSpec, journal: Journal, progress: Progress, litellm_model: str,
-                 api_base: Optional[str], api_key: Optional[str], quiet: bool):
+                 api_base: Optional[str], api_key: Optional[str], reporter: Progress):
         from vdata_hub.generation.llm import LLMClient
 
         self.loaded = loaded
@@ -179,7 +182,7 @@ class _Generation:
         self.journal = journal
         self.progress = progress  # updated as records arrive: totals over the whole dataset
         self.client = LLMClient(self.spec, litellm_model, api_base, api_key)
-        self.quiet = quiet
+        self.reporter = reporter
         self.params_json = to_json(self.spec.sampling.model_dump())
         self.spec_sha = self.spec.sha()
         self.resumed = len(progress.completed)
@@ -195,10 +198,8 @@ class _Generation:
         self.loop_s = 0.0  # seconds in the request loop (records_per_s is over this)
 
     def execute(self, planned_ids: PlannedIds) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=len(planned_ids), initial=self.resumed, unit="rec", disable=self.quiet,
-                         file=sys.stderr, dynamic_ncols=True, mininterval=0.5, smoothing=0.1)
+        self._bar = self.reporter.bar(total=len(planned_ids), initial=self.resumed, unit="rec", dynamic_ncols=True,
+                                      mininterval=0.5, smoothing=0.1)
         started = time.monotonic()
         try:
             asyncio.run(self._run_all())
@@ -321,7 +322,7 @@ class _Generation:
 
     def _show_totals(self) -> None:
         now = time.monotonic()
-        if self.quiet or now - self._last_postfix < 0.5:
+        if not self.reporter.enabled or now - self._last_postfix < 0.5:
             return
         self._last_postfix = now
         tokens = self.progress.input_tokens + self.progress.output_tokens

@@ -200,13 +200,13 @@ def start_server(path: Path, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None =
 
 
 @contextmanager
-def local_server(model: str, quiet: bool = False, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None):
+def local_server(model: str, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None):
     """Serve `local` / `local:PATH.gguf` for the duration of the block.
 
     Yields (litellm_model, api_base), e.g. ("openai/local-SmolLM2-135M-Instruct.Q4_1",
     "http://127.0.0.1:PORT/v1"). Any other model passes through unchanged as (model, None), so
-    callers can wrap every run in it. `quiet` is accepted for symmetry: the server's own output
-    never reaches the terminal, and its last lines appear in the error when it fails to start.
+    callers can wrap every run in it. The server's own output never reaches the terminal; its
+    last lines appear in the error when it fails to start.
     """
     if not is_local(model):
         yield model, None

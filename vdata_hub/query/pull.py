@@ -76,14 +76,15 @@ class DatasetLayout:
         return views
 
 
-def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sql=None, quiet=False, *,
+def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sql=None, progress=False, *,
          token=None, timeout=DEFAULT_TIMEOUT_S, memory_limit=DEFAULT_MEMORY_LIMIT, threads=None,
          max_size=DEFAULT_MAX_SIZE) -> PullResult:
     """Write the selected rows (or the query's result) to OUT atomically; return what was written.
 
     `max_size` (bytes, or "500MB", "2GB"; 0 or None: no limit) caps the result, in memory and in
     the file: a larger one stops with an error and leaves no file.
-    `sql=True` (a bare `--sql`) opens $EDITOR on an example query and runs what was saved.
+    `sql=True` opens $EDITOR on an example query and runs what was saved. `progress`: a bar of
+    the rows written (see vdata_hub.progress).
     `threads=None` scans with one thread when the query ends in a LIMIT (parallel scans would
     fetch row groups past the limit) and with DEFAULT_THREADS otherwise.
     """
@@ -111,7 +112,7 @@ def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sq
             filesystem.prefetch_footers(path for files in views.values() for path in files)
             connection = lock_down(connecting.result(), views, filesystem=filesystem, threads=threads)
             try:
-                rows = run_to_file(connection, query, out_path, output_format, timeout=timeout, quiet=quiet,
+                rows = run_to_file(connection, query, out_path, output_format, timeout=timeout, progress=progress,
                                    total=limit, max_bytes=max_bytes)
             finally:
                 connection.close()
@@ -197,7 +198,7 @@ def edit_query(out_path: Path, views: list[str]) -> str:
             status = subprocess.call([*shlex.split(editor), path])
         except OSError as exc:
             raise VdataError(f"could not start the editor {editor!r} ({exc.strerror}); set $EDITOR or pass "
-                             "the query: --sql \"SELECT ...\"") from None
+                             "the query as `sql`") from None
         if status != 0:
             raise VdataError(f"the editor {editor!r} exited with status {status}; nothing pulled")
         saved = Path(path).read_text(encoding="utf-8")

@@ -7,7 +7,6 @@ lock-down is the second wall. Results stream to a file through export's writers.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -78,7 +77,7 @@ def lock_down(connection, views: dict[str, list[str]], *, filesystem=None, threa
 
 
 def run_to_file(connection, query: str, out_path: Path, output_format: str, *, timeout=DEFAULT_TIMEOUT_S,
-                quiet=False, total=None, max_bytes: int | None = None) -> int:
+                progress=False, total=None, max_bytes: int | None = None) -> int:
     """Run `query` and write its rows to out_path through a temp file in the same folder.
 
     The rename happens only after the last row is written, so a failed, refused, timed-out or
@@ -86,17 +85,18 @@ def run_to_file(connection, query: str, out_path: Path, output_format: str, *, t
     the writing.
     """
     import duckdb
-    from tqdm import tqdm
+
+    from vdata_hub.progress import Progress
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     temp_name = str(out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:12]}.part")
     timer = threading.Timer(float(timeout), connection.interrupt)
     timer.daemon = True
-    progress = tqdm(total=total, unit=" rows", disable=quiet, delay=1.0, file=sys.stderr, desc="pull")
+    bar = Progress(progress).bar(total=total, unit=" rows", delay=1.0, desc="pull")
     try:
         timer.start()
         reader = connection.sql(query).to_arrow_reader(ROWS_PER_BATCH)
-        rows = WRITERS[output_format](reader, temp_name, progress, SizeLimit(max_bytes))
+        rows = WRITERS[output_format](reader, temp_name, bar, SizeLimit(max_bytes))
         timer.cancel()
         os.replace(temp_name, out_path)
         return rows
@@ -105,7 +105,7 @@ def run_to_file(connection, query: str, out_path: Path, output_format: str, *, t
         raise _query_error(exc, timeout, connection) from None
     finally:
         timer.cancel()
-        progress.close()
+        bar.close()
         if os.path.exists(temp_name):
             os.unlink(temp_name)
 
@@ -117,7 +117,7 @@ def _query_error(exc: Exception, timeout, connection) -> Exception:
     message = _first_line(exc)
     if isinstance(exc, duckdb.InterruptException) or message.startswith("INTERRUPT Error"):
         return SQLRefused(f"query stopped after {timeout:g} s (the time limit): narrow it with WHERE or LIMIT, "
-                          "or raise --timeout")
+                          "or raise `timeout`")
     if isinstance(exc, duckdb.OutOfMemoryException) or message.startswith("Out of Memory Error"):
         return SQLRefused(f"query needs more than the {connection_memory(connection)} memory limit: "
                           "select fewer columns or rows")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from vdata_hub import __version__, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import ValidationFailed, VdataError
 from vdata_hub.generation.records import ARROW_SCHEMA
+from vdata_hub.progress import Progress, ProgressArg
 from vdata_hub.repo import layout
 from vdata_hub.repo.index import read_main_hashes
 from vdata_hub.repo.validation import Rules, validate
@@ -66,15 +66,17 @@ class ContributionResult:
 
 
 def contribute(out: str = "vdata-out", repo: str | None = None, token: str | None = None, part=None,
-               dry_run: bool = False, quiet: bool = False, rules: Rules | None = None) -> ContributionResult:
-    """Validate the dataset at `out` (or a part of it) and open one PR adding it to `repo`."""
+               dry_run: bool = False, progress: ProgressArg = False, rules: Rules | None = None) -> ContributionResult:
+    """Validate the dataset at `out` (or a part of it) and open one PR adding it to `repo`.
+    `progress`: notes on each stage (see vdata_hub.progress)."""
     repo = resolve_repo(repo)
+    reporter = Progress(progress)
     table = select_part(load_local(out), part)
     if table.num_rows == 0:
-        raise ValidationFailed(f"nothing to contribute: {out} has no rows" + (f" matching --part {part}" if part else ""))
+        raise ValidationFailed(f"nothing to contribute: {out} has no rows" + (f" matching `part` {part}" if part else ""))
     hf_api = hub.api(token)
     contributor = "" if dry_run else hub.check_write_token(hf_api, repo, token)
-    _progress(quiet, f"checking {table.num_rows} rows against {repo} ...")
+    reporter.note(f"checking {table.num_rows} rows against {repo} ...")
     clock = time.perf_counter()
     base = hub.main_sha(hf_api, repo, token)
     main = read_main_hashes(repo, token, revision=base, hf_api=hf_api)
@@ -106,18 +108,13 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
             result.status = "dry_run"
             return result
         title, description = pr_text(repo, manifest, report)
-        _progress(quiet, f"uploading {len(shards)} shard(s) and opening a pull request ...")
+        reporter.note(f"uploading {len(shards)} shard(s) and opening a pull request ...")
         clock = time.perf_counter()
         result.pr_url = open_pull_request(hf_api, repo, token, base, contribution_id, title, description,
                                           {**{path: str(local) for path, (local, _) in shards.items()},
                                            manifest_path: manifest_bytes})
         seconds["upload"] = time.perf_counter() - clock
     return result
-
-
-def _progress(quiet: bool, message: str) -> None:
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
 
 
 def _nothing_left(report) -> str:
@@ -163,7 +160,7 @@ def select_part(table: pa.Table, part) -> pa.Table:
             name, _, value = condition.partition("=")
             name = name.strip()
             if name not in table.column_names:
-                raise VdataError(f"--part {part}: unknown column {name!r}")
+                raise VdataError(f"`part` {part}: unknown column {name!r}")
             values = pa.array([v.strip() for v in value.split("|")], pa.string())
             hit = pc.is_in(table.column(name).cast(pa.string()), value_set=values)
             mask = hit if mask is None else pc.and_(mask, hit)
@@ -181,10 +178,10 @@ def _part_count(part, rows: int) -> int:
     except ValueError:
         number = -1.0
     if isinstance(part, bool) or number <= 0 or ("." not in text and number != int(number)):
-        raise VdataError(f"--part {part!r}: expected a fraction (0.25), a count (500) or a filter (bias_axis=gender)")
+        raise VdataError(f"`part` {part!r}: expected a fraction (0.25), a count (500) or a filter (bias_axis=gender)")
     if "." in text or "e" in text.lower():
         if number > 1:
-            raise VdataError(f"--part {part!r}: a fraction must be at most 1")
+            raise VdataError(f"`part` {part!r}: a fraction must be at most 1")
         return round(rows * number)
     return min(int(number), rows)
 

@@ -6,7 +6,6 @@ main), comment the report on the PR, and merge or close it. After merges the car
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from vdata_hub.repo.index import read_main_hashes
 from vdata_hub.config import resolve_repo
 from vdata_hub.repo.contribute import contribution_hash
 from vdata_hub.errors import HubError, ValidationFailed
+from vdata_hub.progress import Progress, ProgressArg
 from vdata_hub.repo.validation import Rules, validate
 
 REVIEW_RULES = Rules(pii="reject", check_hashes=True)
@@ -46,11 +46,13 @@ class PullRequestReview:
 
 
 def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid: bool = False,
-           token: str | None = None, quiet: bool = False) -> list[PullRequestReview]:
-    """Review every open PR of `repo` (or only `pr`); comment, then merge / close as asked."""
+           token: str | None = None, progress: ProgressArg = False) -> list[PullRequestReview]:
+    """Review every open PR of `repo` (or only `pr`); comment, then merge / close as asked.
+    `progress`: a note per PR (see vdata_hub.progress)."""
     from vdata_hub.repo.card import card
 
     repo = resolve_repo(repo)
+    reporter = Progress(progress)
     hf_api = hub.api(token)
     with hub.errors(repo, token, "listing pull requests"):
         if pr is not None:
@@ -62,8 +64,7 @@ def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid:
     known = read_main_hashes(repo, token, hf_api=hf_api).hashes
     results = []
     for discussion in found:
-        if not quiet:
-            print(f"reviewing #{discussion.num} {discussion.title} ...", file=sys.stderr, flush=True)
+        reporter.note(f"reviewing #{discussion.num} {discussion.title} ...")
         result = review_one(hf_api, repo, discussion.num, discussion.title, known, token)
         _act(hf_api, repo, token, discussion, result, merge, close_invalid)
         if result.action == "merged":

@@ -348,7 +348,7 @@ def write_chart(result: DatasetStats, path: str) -> str:
     try:
         import matplotlib
     except ImportError:
-        raise VdataError("--chart needs matplotlib: pip install matplotlib") from None
+        raise VdataError("`chart` needs matplotlib: pip install matplotlib") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -145,7 +145,7 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
     total = _num_rows(source)
     if total > rules.max_rows:
         raise ValidationFailed(f"contribution too large: {total} rows (limit {rules.max_rows}); "
-                               "contribute a part with --part")
+                               "contribute a part with `part`")
     blocklist = row_checks.load_blocklist(rules.blocklist)
     cache: dict = {}  # word -> 64-bit hash: vocabularies repeat from batch to batch
     reasons = np.zeros(total, np.int8)
@@ -201,7 +201,7 @@ def validate(source, known_hashes: np.ndarray | None = None, rules: Rules | None
             size += batch.nbytes
             if size > rules.max_bytes:
                 raise ValidationFailed(f"contribution too large: over {rules.max_bytes // 2**20} MiB; "
-                                       "contribute a part with --part")
+                                       "contribute a part with `part`")
             ids.append(row_checks.column(batch, "id").fill_null(""))
             pending.append(pool.submit(check, start, batch))
             start += batch.num_rows
