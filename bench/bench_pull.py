@@ -102,7 +102,8 @@ def random_texts(rng, count: int, length: int) -> list[str]:
 
 
 def contribution_rows(rng, number: int, rows_per_axis: int) -> list[dict]:
-    from vdata_hub.generation.records import Record, to_json
+    from vdata_hub.generation.records import Record
+    from vdata_hub.generation.spec import canonical_json
 
     count = rows_per_axis * len(AXES)
     texts, prompts = random_texts(rng, count, 1400), random_texts(rng, count, 300)
@@ -111,9 +112,9 @@ def contribution_rows(rng, number: int, rows_per_axis: int) -> list[dict]:
         axis, domain = AXES[i % len(AXES)], DOMAINS[int(rng.integers(0, len(DOMAINS)))]
         rows.append(Record(
             id=f"c{number}-{i:07d}", text=texts[i], prompt=prompts[i], system_prompt="You write short, neutral texts.",
-            template="story", template_sha="a" * 64, variables=to_json({"domain": domain}), bias_axis=axis,
+            template="story", template_sha="a" * 64, variables=canonical_json({"domain": domain}), bias_axis=axis,
             domain=domain, task="story", group=f"{axis}-group-{i % 6}", model="openai/gpt-4o-mini",
-            params=to_json({"temperature": 0.8}), input_tokens=120, output_tokens=300, cost_usd=0.0002,
+            params=canonical_json({"temperature": 0.8}), input_tokens=120, output_tokens=300, cost_usd=0.0002,
             finish_reason="stop", created_at="2026-11-28T00:00:00Z").to_dict())
     return rows
 

@@ -66,13 +66,9 @@ def load_texts(data: str, config: str | None = None, revision: str | None = None
     import datasets
 
     if Path(data).is_dir():
-        try:
-            loaded = datasets.load_from_disk(data)
-        except (FileNotFoundError, ValueError) as exc:
-            raise EvalError(f"{data} is not a dataset folder written by `vdata generate`: {exc}") from exc
-        if isinstance(loaded, datasets.DatasetDict):
-            loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
-        texts = _text_column(loaded, data)
+        from vdata_hub.generation.local_dataset import load_local_dataset
+
+        texts = [t for t in load_local_dataset(data).column("text").to_pylist() if t and t.strip()]
         return texts, "local:" + hashlib.sha256("\n\x00".join(texts).encode()).hexdigest()[:12]
     from vdata_hub import hub
 

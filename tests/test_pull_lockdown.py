@@ -14,7 +14,8 @@ import pytest
 from vdata_hub.errors import SQLRefused, VdataError
 from vdata_hub.query.export import unescape_text
 from vdata_hub.query.sandbox import open_locked_connection, run_to_file
-from vdata_hub.generation.records import RECORD_FIELDS, Record, records_to_table, to_json
+from vdata_hub.generation.records import RECORD_FIELDS, Record, records_to_table
+from vdata_hub.generation.spec import canonical_json
 
 CANARY = "CANARY-7f3a9c-not-in-the-dataset"
 DOMAINS = ["healthcare", "education", "finance"]
@@ -25,8 +26,8 @@ def make_rows(count: int, axis: str, start: int = 0) -> list[dict]:
     return [Record(
         id=f"{axis}-{i:06d}", text=f'{axis} text {i}, "quoted"\nsecond line \\ {DOMAINS[i % 3]}',
         prompt=f"prompt {i}", system_prompt="system", template="story", template_sha="0" * 64,
-        variables=to_json({"group": f"g{i % 2}"}), bias_axis=axis, domain=DOMAINS[i % 3], task="story",
-        group=f"g{i % 2}", model="openai/fake-model", params=to_json({"temperature": 0.7}), input_tokens=10,
+        variables=canonical_json({"group": f"g{i % 2}"}), bias_axis=axis, domain=DOMAINS[i % 3], task="story",
+        group=f"g{i % 2}", model="openai/fake-model", params=canonical_json({"temperature": 0.7}), input_tokens=10,
         output_tokens=20 + i, cost_usd=0.0001, finish_reason="stop", created_at="2026-01-01T00:00:00Z",
         flags=["short"] if i % 5 == 0 else [],
     ).to_dict() for i in range(start, start + count)]

@@ -19,7 +19,7 @@ from typing import Callable, Union
 ProgressArg = Union[bool, Callable[[str], None], None]
 
 
-class Progress:
+class Reporter:
     """The `progress` argument, resolved: `note(message)` and `bar(...)`."""
 
     def __init__(self, progress: ProgressArg = False):

@@ -38,6 +38,9 @@ from typing import Callable, Optional
 import yaml
 
 from vdata_hub.errors import SpecError
+from vdata_hub.generation.groups import load_axes as _groups_data
+from vdata_hub.generation.records import same_text
+from vdata_hub.generation.spec import canonical_json
 from vdata_hub.resources import TEMPLATE_DATA_DIR
 
 WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
@@ -73,11 +76,6 @@ class Swap:
     target: str  # the new group, or "flip" for the gender flip of a row of another axis
     rewrite: Callable[[str], str]
     variables: dict  # new values for group / other_group
-
-
-@lru_cache(maxsize=1)
-def _groups_data() -> dict:
-    return yaml.safe_load((TEMPLATE_DATA_DIR / "groups.yaml").read_text(encoding="utf-8"))["axes"]
 
 
 @lru_cache(maxsize=1)
@@ -364,7 +362,7 @@ def counterfactuals(record: dict, axes: list[str] | None = None) -> list[dict]:
     rows = []
     for swap in _swaps_for(record, variables, wanted):
         text = swap.rewrite(record["text"])
-        if text == record["text"]:
+        if same_text(text, record["text"]):  # a variant validation would call a duplicate
             continue
         new_variables = {**variables, **swap.variables}
         rows.append({
@@ -372,8 +370,7 @@ def counterfactuals(record: dict, axes: list[str] | None = None) -> list[dict]:
             "id": counterfactual_id(record["id"], swap.axis, swap.target),
             "text": text,
             "prompt": swap.rewrite(record.get("prompt", "")),
-            "variables": json.dumps(new_variables, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-            if isinstance(raw_variables, str) else new_variables,
+            "variables": canonical_json(new_variables) if isinstance(raw_variables, str) else new_variables,
             "group": str(new_variables.get("group", record.get("group", ""))),
             "augmented": True,
             "source_id": record["id"],

@@ -19,9 +19,9 @@ from vdata_hub.errors import BudgetExceeded, SpecError
 from vdata_hub.generation.journal import Journal, PlannedIds, Progress, write_json_atomic
 from vdata_hub.generation.local_model import is_local
 from vdata_hub.generation.prompts import iter_planned_records
-from vdata_hub.generation.records import Record, to_json
-from vdata_hub.generation.spec import LoadedSpec, apply_overrides, load_spec
-from vdata_hub.progress import Progress, ProgressArg
+from vdata_hub.generation.records import Record
+from vdata_hub.generation.spec import LoadedSpec, apply_overrides, canonical_json, load_spec
+from vdata_hub.progress import ProgressArg, Reporter
 
 EMBEDDED_NOTICE = ("note: no provider model given: generating with the embedded model SmolLM2-135M-Instruct "
                    "on this machine, no key or network needed (pass `model` and `api_key` to use a provider)")
@@ -98,7 +98,7 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
         from vdata_hub.generation.cost import estimate_plan
 
         return estimate_plan(iter_planned_records(loaded), loaded.spec)
-    summary = _run(Path(out), loaded, planned_ids, api_key, Progress(progress))
+    summary = _run(Path(out), loaded, planned_ids, api_key, Reporter(progress))
     if summary.status == "budget_exceeded":
         raise BudgetExceeded(
             f"cost cap ${summary.max_cost_usd:,.4f} reached (spent ${summary.cost_usd:,.4f}); "
@@ -119,28 +119,28 @@ def _check_augment_axes(loaded: LoadedSpec) -> None:
 
 
 def _run(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Optional[str],
-         progress: Progress) -> RunSummary:
+         reporter: Reporter) -> RunSummary:
     from vdata_hub.generation.llm import resolve_api_key
 
     spec = loaded.spec
     journal = Journal(out).open()
     try:
         write_json_atomic(out / "spec.json", spec.model_dump())
-        done = journal.load(planned_ids)
+        progress = journal.load(planned_ids)
         started = time.monotonic()
         if is_local(spec.model):
             from vdata_hub.generation.local_model import local_server
 
             if spec.model == "local":
-                progress.note(EMBEDDED_NOTICE)
+                reporter.note(EMBEDDED_NOTICE)
             with local_server(spec.model) as (litellm_model, local_base):
-                run = _Generation(loaded, journal, done, litellm_model, local_base, "no-key", progress)
+                run = _Generation(loaded, journal, progress, litellm_model, local_base, "no-key", reporter)
                 run.execute(planned_ids)
         else:
             key = resolve_api_key(api_key, spec.model, spec.api_base)
-            run = _Generation(loaded, journal, done, spec.model, spec.api_base, key, progress)
+            run = _Generation(loaded, journal, progress, spec.model, spec.api_base, key, reporter)
             run.execute(planned_ids)
-        return _finish(out, loaded, journal, planned_ids, done, run, time.monotonic() - started)
+        return _finish(out, loaded, journal, planned_ids, progress, run, time.monotonic() - started)
     finally:
         journal.close()
 
@@ -174,7 +174,7 @@ class _Generation:
     """One run's loop: launch requests as the gate and the budget allow, journal each result."""
 
     def __init__(self, loaded: LoadedSpec, journal: Journal, progress: Progress, litellm_model: str,
-                 api_base: Optional[str], api_key: Optional[str], reporter: Progress):
+                 api_base: Optional[str], api_key: Optional[str], reporter: Reporter):
         from vdata_hub.generation.llm import LLMClient
 
         self.loaded = loaded
@@ -183,7 +183,7 @@ class _Generation:
         self.progress = progress  # updated as records arrive: totals over the whole dataset
         self.client = LLMClient(self.spec, litellm_model, api_base, api_key)
         self.reporter = reporter
-        self.params_json = to_json(self.spec.sampling.model_dump())
+        self.params_json = canonical_json(self.spec.sampling.model_dump())
         self.spec_sha = self.spec.sha()
         self.resumed = len(progress.completed)
         self.generated = self.failed = self.flagged = 0
@@ -291,7 +291,7 @@ class _Generation:
         flags = self._quality_flags(result.text)
         row = Record(
             id=planned.id, text=result.text, prompt=planned.prompt, system_prompt=planned.system_prompt,
-            template=planned.template, template_sha=planned.template_sha, variables=to_json(planned.variables),
+            template=planned.template, template_sha=planned.template_sha, variables=canonical_json(planned.variables),
             bias_axis=planned.bias_axis, domain=planned.domain, task=planned.task, group=planned.group,
             model=self.spec.model, params=self.params_json, input_tokens=result.input_tokens,
             output_tokens=result.output_tokens, cost_usd=cost, finish_reason=result.finish_reason,

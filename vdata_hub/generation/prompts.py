@@ -31,7 +31,8 @@ from typing import Iterator
 import yaml
 
 from vdata_hub.errors import SpecError, TemplateError
-from vdata_hub.resources import TEMPLATE_DATA_DIR, TEMPLATES_DIR
+from vdata_hub.resources import TEMPLATES_DIR
+from vdata_hub.generation.groups import load_axes
 from vdata_hub.generation.spec import GenerationSpec, LoadedSpec, canonical_json
 
 HEADER = re.compile(r"\A\s*\{#(.*?)#\}\s*", re.DOTALL)
@@ -126,11 +127,9 @@ def load_template(name: str, spec_dir: Path = TEMPLATES_DIR) -> PromptTemplate:
     )
 
 
-@lru_cache(maxsize=1)
 def group_terms() -> dict[str, list[str]]:
     """Group terms per bias axis, from templates/data/groups.yaml."""
-    data = yaml.safe_load((TEMPLATE_DATA_DIR / "groups.yaml").read_text(encoding="utf-8"))
-    return {axis: list(entry["groups"]) for axis, entry in data["axes"].items()}
+    return {axis: list(entry["groups"]) for axis, entry in load_axes().items()}
 
 
 @lru_cache(maxsize=512)

@@ -95,6 +95,8 @@ class LoadedSpec(BaseModel):
 
 
 def canonical_json(value) -> str:
+    """The one canonical JSON (sorted keys, no spaces, UTF-8 kept): spec hashes, record ids and
+    the `variables`/`params` columns."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 

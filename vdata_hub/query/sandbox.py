@@ -86,13 +86,13 @@ def run_to_file(connection, query: str, out_path: Path, output_format: str, *, t
     """
     import duckdb
 
-    from vdata_hub.progress import Progress
+    from vdata_hub.progress import Reporter
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     temp_name = str(out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:12]}.part")
     timer = threading.Timer(float(timeout), connection.interrupt)
     timer.daemon = True
-    bar = Progress(progress).bar(total=total, unit=" rows", delay=1.0, desc="pull")
+    bar = Reporter(progress).bar(total=total, unit=" rows", delay=1.0, desc="pull")
     try:
         timer.start()
         reader = connection.sql(query).to_arrow_reader(ROWS_PER_BATCH)

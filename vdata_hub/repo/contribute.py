@@ -27,8 +27,9 @@ import pyarrow.compute as pc
 from vdata_hub import __version__, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import ValidationFailed, VdataError
+from vdata_hub.generation.local_dataset import load_local_dataset
 from vdata_hub.generation.records import ARROW_SCHEMA
-from vdata_hub.progress import Progress, ProgressArg
+from vdata_hub.progress import ProgressArg, Reporter
 from vdata_hub.repo import layout
 from vdata_hub.repo.index import read_main_hashes
 from vdata_hub.repo.validation import Rules, validate
@@ -70,8 +71,8 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
     """Validate the dataset at `out` (or a part of it) and open one PR adding it to `repo`.
     `progress`: notes on each stage (see vdata_hub.progress)."""
     repo = resolve_repo(repo)
-    reporter = Progress(progress)
-    table = select_part(load_local(out), part)
+    reporter = Reporter(progress)
+    table = select_part(load_local_dataset(out), part)
     if table.num_rows == 0:
         raise ValidationFailed(f"nothing to contribute: {out} has no rows" + (f" matching `part` {part}" if part else ""))
     hf_api = hub.api(token)
@@ -122,30 +123,6 @@ def _nothing_left(report) -> str:
     if set(report.rejected) == {"duplicate_of_main"}:
         return f"nothing new to contribute: all {report.total} rows are already on the repo's main branch"
     return f"no row passed validation ({reasons}); nothing was uploaded"
-
-
-def load_local(out: str) -> pa.Table:
-    """The Arrow table `generate` wrote at `out` (memory-mapped, not read into memory)."""
-    from datasets import Dataset, DatasetDict, load_from_disk
-
-    path = Path(out)
-    if not path.is_dir():
-        raise VdataError(f"{out}: no such folder; pass the folder `vdata generate` wrote")
-    state = path / "state.json"
-    if state.is_file() and not json.loads(state.read_text(encoding="utf-8")).get("_data_files", [None]):
-        return ARROW_SCHEMA.empty_table()  # datasets cannot load a saved dataset without shards
-    try:
-        dataset = load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as exc:
-        raise VdataError(f"{out}: not a dataset saved by `vdata generate` ({exc.__class__.__name__})") from None
-    if isinstance(dataset, DatasetDict):
-        if len(dataset) != 1:
-            raise VdataError(f"{out}: holds several splits ({', '.join(dataset)}); contribute one at a time")
-        dataset = next(iter(dataset.values()))
-    assert isinstance(dataset, Dataset)
-    if dataset._indices is not None:
-        dataset = dataset.flatten_indices()
-    return dataset.data.table
 
 
 def select_part(table: pa.Table, part) -> pa.Table:

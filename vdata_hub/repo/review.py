@@ -18,7 +18,7 @@ from vdata_hub.repo.index import read_main_hashes
 from vdata_hub.config import resolve_repo
 from vdata_hub.repo.contribute import contribution_hash
 from vdata_hub.errors import HubError, ValidationFailed
-from vdata_hub.progress import Progress, ProgressArg
+from vdata_hub.progress import ProgressArg, Reporter
 from vdata_hub.repo.validation import Rules, validate
 
 REVIEW_RULES = Rules(pii="reject", check_hashes=True)
@@ -52,7 +52,7 @@ def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid:
     from vdata_hub.repo.card import card
 
     repo = resolve_repo(repo)
-    reporter = Progress(progress)
+    reporter = Reporter(progress)
     hf_api = hub.api(token)
     with hub.errors(repo, token, "listing pull requests"):
         if pr is not None:

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from vdata_hub.errors import ValidationFailed
 from vdata_hub.generation import quality
-from vdata_hub.generation.records import ARROW_SCHEMA, PUNCTUATION, RECORD_FIELDS, mix64, text_words, word_hashes
+from vdata_hub.generation.records import ARROW_SCHEMA, RECORD_FIELDS, hash_word_sequences, text_words, word_hashes
 from vdata_hub.repo.layout import AXIS_PATTERN
 from vdata_hub.resources import CARD_DIR
 
@@ -158,7 +158,7 @@ def check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", scr
                 pattern = EMAIL if kind == "email" else PHONE
                 scrubbed[kind] += int(pc.sum(pc.count_substring_regex(text.take(pa.array(rows)), pattern)).as_py())
         text = scrubbed_text
-    tokens = _words(text)
+    tokens = text_words(text)
     encoded = pc.dictionary_encode(tokens[0])  # one hash-table pass: distinct words and their indices
     codes = np.asarray(encoded.indices, np.int64)
     vocabulary = encoded.dictionary.to_pylist()
@@ -171,7 +171,7 @@ def check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", scr
     if rules.boilerplate == "reject":
         reject(boilerplate, "boilerplate")
 
-    hashes = _text_hashes(n, tokens[1], token_hash)
+    hashes = hash_word_sequences(n, tokens[1], token_hash)
     if rules.check_hashes and "text_hash" in batch.schema.names:
         given = np.asarray(column(batch, "text_hash").fill_null(0), np.int64)
         reject(given != hashes, "text_hash_mismatch")
@@ -180,61 +180,6 @@ def check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", scr
     if clean:
         row["clean"] = _canonical(batch, text, hashes, boilerplate)
     return row
-
-
-ASCII_PUNCTUATION = "".join(c for c in PUNCTUATION if c.isascii())
-
-
-def _words(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """records.text_words (what text hashes and shingles are made of), with the cheaper ASCII
-    kernels when no text of the batch needs the Unicode ones (NFKC and Unicode lower case are the
-    identity on ASCII; the non-ASCII punctuation cannot occur): same words, a third less time."""
-    if not _plain_ascii(text):
-        return text_words(text)
-    lists = pc.ascii_split_whitespace(pc.ascii_lower(text))
-    words = pc.ascii_trim(pc.list_flatten(lists), ASCII_PUNCTUATION)
-    rows = np.asarray(pc.list_parent_indices(lists), np.int64)
-    keep = np.asarray(pc.not_equal(words, "").fill_null(False), bool)
-    if keep.all():  # no word was only punctuation: no copy
-        return words, rows
-    return words.filter(pa.array(keep)), rows[keep]
-
-
-_position_mix = np.zeros(0, np.uint64)
-
-
-def _text_hashes(n: int, rows: np.ndarray, token_hash: np.ndarray) -> np.ndarray:
-    """records.text_hashes (the same values; a test keeps them equal) with the mixed word
-    positions looked up in a table instead of recomputed for every word."""
-    global _position_mix
-    counts = np.bincount(rows, minlength=n).astype(np.uint64)
-    starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)[:-1]]).astype(np.int64)
-    position = np.arange(len(rows), dtype=np.int64) - starts[rows]
-    longest = int(counts.max()) if n else 0
-    table = _position_mix
-    if len(table) < longest:
-        table = _position_mix = mix64(np.arange(1, max(longest, 2 * len(table), 4096) + 1, dtype=np.uint64))
-    with np.errstate(over="ignore"):
-        values = mix64(token_hash ^ table[position])
-        sums = np.zeros(n, np.uint64)
-        nonempty = np.flatnonzero(counts)
-        if len(nonempty):
-            sums[nonempty] = np.add.reduceat(values, starts[nonempty])
-        hashes = mix64(sums ^ (counts * np.uint64(0x9E3779B97F4A7C15))).view(np.int64)
-    return np.where(hashes == 0, 1, hashes)
-
-
-def _plain_ascii(text: pa.Array) -> bool:
-    """ASCII without the separators \x1c-\x1f (Arrow's Unicode split treats them as white space,
-    its ASCII split does not)."""
-    if len(text) == 0 or text.null_count or not pc.all(pc.string_is_ascii(text)).as_py():
-        return False
-    data = text.buffers()[2]
-    if data is None:
-        return True
-    offsets = np.frombuffer(text.buffers()[1], np.int32 if pa.types.is_string(text.type) else np.int64)
-    chars = np.frombuffer(data, np.uint8)[offsets[text.offset]:offsets[text.offset + len(text)]]
-    return not ((chars - np.uint8(0x1C)) < 4).any()
 
 
 def _bool(array) -> np.ndarray:

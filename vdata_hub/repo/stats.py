@@ -12,8 +12,8 @@ reading only the columns it needs). What it measures:
 - coverage: rows per domain × axis × task cell, against every combination of the values present.
 - length: characters and words, percentiles.
 - flags: quality.check_text with the default Quality settings; the refusal rate among them.
-- duplicates: rows whose normalised text (lower case, punctuation and spacing removed) already
-  appeared.
+- duplicates: rows whose text is the same as an earlier row's (records.text_hashes: the same
+  words after NFKC, lower case and trimming punctuation, as validation compares them).
 
 Imbalance rule: a distribution is flagged when max / min > threshold (default 2.0), where min can be
 0 (then the ratio is infinite and always flagged). It is checked for the group mentions within each
@@ -23,7 +23,6 @@ and he vs she pronouns (when either occurs).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -33,12 +32,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Optional
 
-import yaml
+import pyarrow as pa
+
 
 from vdata_hub.errors import VdataError
+from vdata_hub.generation.groups import load_axes as _axes
 from vdata_hub.generation.quality import check_text
+from vdata_hub.generation.records import text_hashes
 from vdata_hub.repo import layout
-from vdata_hub.resources import TEMPLATE_DATA_DIR
 
 COLUMNS = ["text", "bias_axis", "domain", "task", "group", "augmented"]
 DEFAULT_THRESHOLD = 2.0
@@ -77,11 +78,6 @@ class DatasetStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@lru_cache(maxsize=1)
-def _axes() -> dict:
-    return yaml.safe_load((TEMPLATE_DATA_DIR / "groups.yaml").read_text(encoding="utf-8"))["axes"]
 
 
 def _group_terms(terms: dict) -> list[str]:
@@ -129,11 +125,6 @@ def count_mentions(text: str) -> dict[str, Counter]:
     return found
 
 
-def _normalised_hash(text: str) -> str:
-    normal = " ".join(re.sub(r"[\W_]+", " ", text.lower()).split())
-    return hashlib.sha1(normal.encode()).hexdigest()
-
-
 def _percentiles(values: list[int]) -> dict:
     if not values:
         return {}
@@ -162,20 +153,12 @@ def _imbalance(kind: str, axis: str, counts: dict, threshold: float) -> Optional
 
 
 def _local_batches(path: Path) -> Iterator[dict]:
-    from datasets import Dataset, DatasetDict, load_from_disk
+    from vdata_hub.generation.local_dataset import load_local_dataset
 
-    try:
-        loaded = load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as exc:
-        raise VdataError(f"{path}: not a dataset folder written by `vdata generate` ({exc})") from None
-    except IndexError:  # datasets cannot reload a dataset saved with no rows
-        return
-    parts = list(loaded.values()) if isinstance(loaded, DatasetDict) else [loaded]
-    for part in parts:
-        if not isinstance(part, Dataset) or "text" not in part.column_names:
-            raise VdataError(f"{path}: the dataset has no `text` column; is it a folder written by `vdata generate`?")
-        columns = [c for c in COLUMNS if c in part.column_names]
-        yield from part.select_columns(columns).iter(batch_size=1000)
+    table = load_local_dataset(path)
+    columns = [c for c in COLUMNS if c in table.column_names]
+    for batch in table.select(columns).to_batches(max_chunksize=1000):
+        yield batch.to_pydict()
 
 
 def _hub_batches(repo: str, revision: Optional[str], token: Optional[str]) -> Iterator[dict]:
@@ -219,6 +202,7 @@ def stats(dataset: str = "vdata-out", revision: str | None = None, chart: str | 
     rows = augmented = duplicates = 0
     for batch in _batches(dataset, revision, token):
         count = len(batch["text"])
+        hashes = text_hashes(pa.array([text or "" for text in batch["text"]], pa.string())).to_pylist()
         for i in range(count):
             text = batch["text"][i] or ""
             value = {c: (batch[c][i] if c in batch else "") for c in COLUMNS}
@@ -234,9 +218,8 @@ def stats(dataset: str = "vdata-out", revision: str | None = None, chart: str | 
             flags.update(check_text(text))
             chars.append(len(text))
             words.append(len(text.split()))
-            digest = _normalised_hash(text)
-            duplicates += digest in seen
-            seen.add(digest)
+            duplicates += hashes[i] in seen
+            seen.add(hashes[i])
     result = DatasetStats(
         dataset=dataset, revision=revision, rows=rows, augmented_rows=augmented, threshold=threshold,
         rows_per_axis=dict(rows_per_axis),
