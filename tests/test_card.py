@@ -22,7 +22,9 @@ MANIFESTS = [
 def test_rendered_card_is_valid_and_has_the_totals():
     text = render_card("org/vdata", MANIFESTS, ["gender", "religion"])
     data = DatasetCard(text).data.to_dict()
-    assert data["license"] == "cc-by-4.0" and data["task_categories"] == ["text-generation"]
+    assert data["license"] == "cc0-1.0" and data["task_categories"] == ["text-generation"]
+    assert "[CC0-1.0](https://creativecommons.org/publicdomain/zero/1.0/)" in text
+    assert "may also fall under the terms of use of the provider whose model wrote it" in text
     assert [c["config_name"] for c in data["configs"]] == ["default", "gender", "religion"]
     assert data["configs"][0]["data_files"][0]["path"] == "data/*/*.parquet"
     assert data["configs"][2]["data_files"][0]["path"] == "data/religion/*.parquet"
@@ -73,7 +75,7 @@ def test_cli_init_repo_and_card(hub, capsys, monkeypatch):
     assert capsys.readouterr().out.strip().endswith(f"datasets/{repo}")
     main(["card", "--repo", repo])
     printed = capsys.readouterr().out
-    assert printed.startswith("---\nlicense: cc-by-4.0") and "0 rows from 0 contribution(s)" in printed
+    assert printed.startswith("---\nlicense: cc0-1.0") and "0 rows from 0 contribution(s)" in printed
 
 
 BALANCE_TEXTS = [

@@ -70,6 +70,7 @@ def test_contribute_review_merge_load(hub, repo, tmp_path):
                                                    revision="refs/pr/1")).read())
     assert manifest["rows"] == 30 and manifest["rows_per_axis"] == {"gender": 20, "religion": 10}
     assert manifest["contributor"] == "alice" and str(tmp_path) not in json.dumps(manifest)
+    assert manifest["license"] == "cc0-1.0" and "releases these rows under CC0-1.0" in details.events[0].content
 
     again = contribute(out, repo=repo, token=hub.token)
     assert again.status == "already_open" and again.pr_url == result.pr_url

@@ -281,6 +281,7 @@ def test_after_run_prompt_offers_contribution_support_and_turning_it_off(tmp_pat
     asked, said = [], []
     after_run_prompt(str(tmp_path / "out"), summary, ask=lambda q: asked.append(q) or next(answers), say=said.append)
     assert "[a]ll / [p]art / [N]one" in asked[0] and "every run" in asked[1]
+    assert "CC0-1.0" in said[0] and "terms of use" in said[0]  # what a contributor agrees to, before the question
     assert any("https://" in line for line in said)
     assert not any("card" in line.lower() or "payment" in line.lower() for line in said)
     assert config.donate_prompt_enabled() is False

@@ -19,6 +19,10 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 DEFAULT_REPO = "org/vdata"
+# "We copyleft our tool, post our license-free dataset": the tool is GPL-3.0-or-later (LICENSE),
+# every contributed row is released under CC0-1.0 (the card, the manifests, the contribute prompt).
+DATASET_LICENSE = "cc0-1.0"
+DATASET_LICENSE_URL = "https://creativecommons.org/publicdomain/zero/1.0/"
 
 # In a source checkout, templates/, dataset_card/ and eval/ sit beside the package (the design's
 # layout); a wheel installs them inside it (pyproject's package-dir). Let a checkout find them too.
@@ -37,7 +41,7 @@ _VERBS = {
     "pull": "vdata_hub.query.pull",
 }
 
-__all__ = ["__version__", "DEFAULT_REPO", *_VERBS]
+__all__ = ["__version__", "DEFAULT_REPO", "DATASET_LICENSE", *_VERBS]
 
 
 def __getattr__(name: str):

@@ -229,6 +229,8 @@ class Commands:
 
         The PR's single commit adds data/<bias_axis>/<id>.parquet shards and contributions/<id>.json;
         the id is a hash of the rows, so contributing the same data twice opens no second PR.
+        Contributed rows are released under CC0-1.0 (public domain), like the rest of the dataset;
+        generated text may also fall under your model provider's terms of use.
 
         Examples:
           vdata contribute out/
@@ -244,8 +246,11 @@ class Commands:
           dry_run: validate and show what would be uploaded, without uploading.
           quiet: print only errors and the PR URL.
         """
+        from vdata_hub import DATASET_LICENSE_URL
         from vdata_hub.repo.contribute import contribute
 
+        if not dry_run and not quiet:
+            _note(WHAT_CONTRIBUTORS_AGREE_TO.format(url=DATASET_LICENSE_URL))
         result = contribute(out=out, repo=repo, token=token, part=part, dry_run=dry_run, progress=_progress(quiet))
         print(result.pr_url if quiet and result.pr_url else result.summary())
 
@@ -389,6 +394,10 @@ class Commands:
 
 
 SUPPORT_URL = "https://huggingface.co/datasets/org/vdata/discussions"
+WHAT_CONTRIBUTORS_AGREE_TO = (
+    "Contributed rows are released under CC0-1.0, a public-domain dedication ({url}): anyone may use "
+    "them for anything, without attribution. Generated text may also fall under your model provider's "
+    "terms of use.")
 
 
 def after_run_prompt(out: str, summary, ask=input, say=print) -> None:
@@ -415,7 +424,10 @@ def after_run_prompt(out: str, summary, ask=input, say=print) -> None:
 def _offer_contribution(out: str, summary, ask, say) -> None:
     from vdata_hub.config import resolve_repo
 
+    from vdata_hub import DATASET_LICENSE_URL
+
     repo = resolve_repo()
+    say(WHAT_CONTRIBUTORS_AGREE_TO.format(url=DATASET_LICENSE_URL))
     answer = ask(f"Contribute these {summary.records:,} records to the public dataset {repo}? "
                  "[a]ll / [p]art / [N]one: ").strip().lower()
     if answer in ("", "n", "none"):

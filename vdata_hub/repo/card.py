@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from vdata_hub import hub
+from vdata_hub import DATASET_LICENSE, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, VdataError
 from vdata_hub.repo import layout
@@ -21,7 +21,7 @@ EVAL_START = "<!-- vdata-eval:start -->"
 EVAL_END = "<!-- vdata-eval:end -->"
 EVAL_PLACEHOLDER = ("No evaluation yet. `vdata eval report --push` fine-tunes a small model on this data, "
                     "scores StereoSet before and after, and writes the results here.")
-LICENSE = "cc-by-4.0"
+LICENSE = DATASET_LICENSE
 NO_BALANCE = "No rows yet: the balance statistics appear here once contributions are merged."
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vdata_hub import __version__, hub
+from vdata_hub import DATASET_LICENSE, __version__, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import ValidationFailed, VdataError
 from vdata_hub.generation.local_dataset import load_local_dataset
@@ -34,7 +34,7 @@ from vdata_hub.repo import layout
 from vdata_hub.repo.index import read_main_hashes
 from vdata_hub.repo.validation import Rules, validate
 
-DEFAULT_LICENSE = "cc-by-4.0"
+DEFAULT_LICENSE = DATASET_LICENSE
 ROW_GROUP_ROWS = 65_536
 NO_DICTIONARY = {"id", "text", "prompt", "text_hash", "created_at", "variables"}
 
