@@ -20,12 +20,12 @@ FORMATS = ("json", "text", "csv", "parquet")
 def resolve_format(out_path: Path, fmt: str | None) -> str:
     if fmt is not None:
         if fmt not in FORMATS:
-            raise VdataError(f"unknown format {fmt!r}: use -j (json), -t (text), -c (csv) or -p (parquet)")
+            raise VdataError(f"unknown `format` {fmt!r}: use json, text, csv or parquet")
         return fmt
     suffix = out_path.suffix.lower()
     if suffix not in FORMAT_BY_EXTENSION:
         raise VdataError(f"cannot tell the format of {out_path.name!r} from its extension: "
-                         "pass -j, -t, -c or -p, or name it .jsonl, .txt, .csv or .parquet")
+                         "pass `format` (json, text, csv or parquet), or name it .jsonl, .txt, .csv or .parquet")
     return FORMAT_BY_EXTENSION[suffix]
 
 
