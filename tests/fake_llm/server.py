@@ -15,6 +15,8 @@ import time
 
 from aiohttp import web
 
+from tests.fake_llm.batches import BATCH_DEFAULTS, BatchStore, add_routes, batch_stats
+
 STATE = web.AppKey("state", object)
 FAULT_KINDS = ("429", "500", "hang", "html", "empty", "empty_text", "401")
 DEFAULTS = {
@@ -28,6 +30,7 @@ DEFAULTS = {
     "reply_sentences": 4,  # length of each reply
     "ratelimit_headers": {},  # extra headers on every reply (x-ratelimit-remaining-requests, ...)
     "echo_prompt": False,  # start each reply with the first line of the user prompt
+    **BATCH_DEFAULTS,  # the batch endpoints' behaviour (tests/fake_llm/batches.py)
 }
 WORDS = {
     "who": ["The nurse", "An engineer", "The new manager", "A retired teacher", "The apprentice", "A pilot",
@@ -62,6 +65,7 @@ class FakeLLM:
         self.counters = {"requests": 0, "ok": 0, "in_flight": 0, "max_in_flight": 0, "requests_by_key": {}}
         self.counters.update({f"fault_{kind}": 0 for kind in FAULT_KINDS})
         self.log: list[dict] = []  # one entry per request: time, status, fault
+        self.batch_store = BatchStore()  # files, batches and their counters
 
     def set(self, **settings) -> None:
         unknown = set(settings) - set(DEFAULTS)
@@ -69,6 +73,7 @@ class FakeLLM:
             raise ValueError(f"unknown fake LLM setting(s): {sorted(unknown)}")
         self.settings.update(settings)
         self.settings["faults"] = [list(item) for item in self.settings["faults"]]
+        self.settings["batch_faults"] = [list(item) for item in self.settings["batch_faults"]]
 
     def next_fault(self, prompt: str, api_key: str) -> str | None:
         if api_key in self.settings["bad_keys"]:
@@ -168,7 +173,8 @@ async def _control(request: web.Request) -> web.Response:
 
 async def _stats(request: web.Request) -> web.Response:
     state: FakeLLM = request.app[STATE]
-    return web.json_response({**state.counters, "log": state.log if request.query.get("log") else None})
+    return web.json_response({**state.counters, **batch_stats(state.batch_store),
+                              "log": state.log if request.query.get("log") else None})
 
 
 async def _models(request: web.Request) -> web.Response:
@@ -181,6 +187,7 @@ def make_app(state: FakeLLM | None = None) -> web.Application:
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/chat/completions", _chat)
     app.router.add_get("/v1/models", _models)
+    add_routes(app)
     app.router.add_post("/control", _control)
     app.router.add_get("/stats", _stats)
     return app
