@@ -3,7 +3,8 @@
 Real HTTP on 127.0.0.1 with switchable latency and faults (429 with Retry-After, 500, hang,
 HTML garbage, empty choices, empty text, 401 for a bad key), set at run time through
 `POST /control`. It also serves the providers' batch APIs (OpenAI files + batches, Anthropic
-Message Batches, Gemini batch jobs): see tests/fake_llm/batches.py. Run it alone with `python -m tests.fake_llm --port P`.
+Message Batches, Gemini batch jobs; tests/fake_llm/batches.py). Run it alone with
+`python -m tests.fake_llm --port P`.
 """
 
 from tests.fake_llm.server import FakeLLM, make_app

@@ -13,6 +13,8 @@ phases, the ids. Behaviour is set through the same `/control` settings as the ch
 - `batch_fail_matching` (prompt substring → "500"/"400"/"429") and `batch_faults` (a queue of
   [kind, count]): requests that come back as errors inside an otherwise fine batch.
 - `batch_max_requests`, `batch_max_bytes`: what the provider accepts in one batch.
+- `batch_create_delay_s`, `batch_download_delay_s`: slow answers, to kill a client while it waits
+  for a batch id the provider already made, or in the middle of collecting.
 
 The state lives in the server, so a client killed at any point finds its batches where it left
 them. Counters: `batch_submitted` (times each custom id was sent in an accepted batch) and
@@ -22,6 +24,7 @@ record shows a 2 there.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -42,6 +45,8 @@ BATCH_DEFAULTS = {
     "batch_faults": [],
     "batch_max_requests": 50000,
     "batch_max_bytes": 200 * 1024 * 1024,
+    "batch_create_delay_s": 0.0,  # the batch exists at once, its id is answered this much later
+    "batch_download_delay_s": 0.0,  # before each results download answers
 }
 ERROR_STATUS = {"500": 500, "400": 400, "429": 429}
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
@@ -280,6 +285,7 @@ async def _openai_file_content(request: web.Request) -> web.Response:
         return _openai_error("No such File object.", 404)
     if entry["purpose"] == "batch_output":
         store.counters["batch_result_downloads"] += 1
+        await asyncio.sleep(_settings(request)["batch_download_delay_s"])
     return web.Response(body=entry["bytes"], content_type="application/octet-stream")
 
 
@@ -331,6 +337,7 @@ async def _openai_create_batch(request: web.Request) -> web.Response:
     batch = _register(store, FakeBatch("openai", _new_id("batch_"), time.time(), requests, endpoint=endpoint,
                                        input_file_id=body["input_file_id"], metadata=body.get("metadata"),
                                        failed_errors=errors))
+    await asyncio.sleep(settings["batch_create_delay_s"])
     return web.json_response(_openai_batch_object(request, batch))
 
 
@@ -495,6 +502,7 @@ async def _anthropic_create(request: web.Request) -> web.Response:
         prompt = _anthropic_prompt(params)
         requests.append(BatchRequest(custom_id, prompt, str(params.get("model", "")), _next_fault(settings, prompt)))
     batch = _register(store, FakeBatch("anthropic", _new_id("msgbatch_"), time.time(), requests))
+    await asyncio.sleep(settings["batch_create_delay_s"])
     return web.json_response(_anthropic_batch_object(request, batch))
 
 
@@ -551,6 +559,7 @@ async def _anthropic_results(request: web.Request) -> web.StreamResponse:
     if batch.final is None:
         return _anthropic_error(f"Message batch {batch.id} has not ended yet", 404, "not_found_error")
     store.counters["batch_result_downloads"] += 1
+    await asyncio.sleep(settings["batch_download_delay_s"])
     lines = []
     for number, item in enumerate(batch.requests):
         if number >= outcome["answered"]:
@@ -673,6 +682,7 @@ async def _gemini_create(request: web.Request) -> web.Response:
                                        model=f"models/{request.match_info['model']}",
                                        display_name=str(body.get("displayName") or body.get("display_name") or ""),
                                        input_file_id=file_name))
+    await asyncio.sleep(settings["batch_create_delay_s"])
     return web.json_response(_gemini_operation(request, batch))
 
 
@@ -767,6 +777,7 @@ async def _gemini_download(request: web.Request) -> web.Response:
         return _gemini_error("File not found.", 404, "NOT_FOUND")
     if entry["purpose"] == "batch_output":
         store.counters["batch_result_downloads"] += 1
+        await asyncio.sleep(_settings(request)["batch_download_delay_s"])
     return web.Response(body=entry["bytes"], content_type="application/octet-stream")
 
 
