@@ -49,6 +49,7 @@ BATCH_DEFAULTS = {
     "batch_download_delay_s": 0.0,  # before each results download answers
 }
 ERROR_STATUS = {"500": 500, "400": 400, "429": 429}
+TERMINAL = ("completed", "expired", "cancelled", "failed")
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 
 
@@ -128,16 +129,12 @@ def _unauthorized(request: web.Request, key: str) -> bool:
 
 
 def _next_fault(settings: dict, prompt: str) -> Optional[str]:
+    from tests.fake_llm.server import pop_fault
+
     for substring, kind in settings["batch_fail_matching"].items():
         if substring in prompt:
             return kind
-    queue = settings["batch_faults"]
-    while queue and queue[0][1] <= 0:
-        queue.pop(0)
-    if queue:
-        queue[0][1] -= 1
-        return queue[0][0]
-    return None
+    return pop_fault(settings["batch_faults"])
 
 
 def _register(store: BatchStore, batch: FakeBatch) -> FakeBatch:
@@ -195,6 +192,15 @@ def advance(batch: FakeBatch, settings: dict, now: Optional[float] = None) -> di
         return {"status": "finalizing", "answered": total, "at": done_at}
     batch.final = {"status": "completed", "answered": total, "at": done_at + finalizing}
     return batch.final
+
+
+def _request_cancel(request: web.Request, batch: FakeBatch) -> str:
+    """Start cancelling a batch that has not ended; its status before."""
+    status = advance(batch, _settings(request))["status"]
+    if status not in TERMINAL and batch.cancel_at is None:
+        batch.cancel_at = time.time()
+        _store(request).counters["batch_cancels"] += 1
+    return status
 
 
 def _count_answers(store: BatchStore, batch: FakeBatch, outcome: dict) -> None:
@@ -426,12 +432,9 @@ async def _openai_cancel_batch(request: web.Request) -> web.Response:
     batch = _find(request, "openai")
     if batch is None:
         return _openai_error("No such batch.", 404)
-    status = advance(batch, _settings(request))["status"]
-    if status in ("completed", "expired", "failed", "cancelled"):
+    status = _request_cancel(request, batch)
+    if status in TERMINAL:
         return _openai_error(f"Cannot cancel a batch with status '{status}'.", 409)
-    if batch.cancel_at is None:
-        batch.cancel_at = time.time()
-        _store(request).counters["batch_cancels"] += 1
     return web.json_response(_openai_batch_object(request, batch))
 
 
@@ -542,10 +545,7 @@ async def _anthropic_cancel(request: web.Request) -> web.Response:
     batch = _find(request, "anthropic")
     if batch is None:
         return _anthropic_error("Message batch not found", 404, "not_found_error")
-    if advance(batch, _settings(request))["status"] not in ("completed", "expired", "cancelled", "failed") \
-            and batch.cancel_at is None:
-        batch.cancel_at = time.time()
-        _store(request).counters["batch_cancels"] += 1
+    _request_cancel(request, batch)
     return web.json_response(_anthropic_batch_object(request, batch))
 
 
@@ -753,10 +753,7 @@ async def _gemini_cancel(request: web.Request) -> web.Response:
     batch = _find(request, "gemini")
     if batch is None:
         return _gemini_error("Batch not found.", 404, "NOT_FOUND")
-    if advance(batch, _settings(request))["status"] not in ("completed", "expired", "cancelled", "failed") \
-            and batch.cancel_at is None:
-        batch.cancel_at = time.time()
-        _store(request).counters["batch_cancels"] += 1
+    _request_cancel(request, batch)
     return web.json_response({})
 
 

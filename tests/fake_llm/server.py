@@ -84,13 +84,17 @@ class FakeLLM:
         limit = self.settings["max_concurrent"]
         if limit is not None and self.counters["in_flight"] > limit:
             return "429"
-        queue = self.settings["faults"]
-        while queue and queue[0][1] <= 0:
-            queue.pop(0)
-        if queue:
-            queue[0][1] -= 1
-            return queue[0][0]
-        return None
+        return pop_fault(self.settings["faults"])
+
+
+def pop_fault(queue: list) -> str | None:
+    """The next fault of a queue of [kind, count] (counting it down), None once it is empty."""
+    while queue and queue[0][1] <= 0:
+        queue.pop(0)
+    if queue:
+        queue[0][1] -= 1
+        return queue[0][0]
+    return None
 
 
 def _api_key(request: web.Request) -> str:
