@@ -33,6 +33,7 @@ CHARS_PER_TOKEN = 4.5
 BYTES_PER_TOKEN = CHARS_PER_TOKEN  # English text is (nearly) all ASCII: a byte per character
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per chat message (OpenAI's counting rule)
 REPLY_PRIMING_TOKENS = 3  # every reply is primed with <|start|>assistant<|message|>
+BATCH_DISCOUNT = 0.5  # batch price / real-time price where LiteLLM's map has no batch price
 ROW_METADATA_BYTES = 500  # ids, hashes, variables, params, timestamps per Arrow row (measured ~510)
 
 # Whoever imports LiteLLM after this: use the price map it ships, never a download.
@@ -46,6 +47,8 @@ class Price:
     input_per_token: float = 0.0
     output_per_token: float = 0.0
     key: Optional[str] = None
+    batch: bool = False  # the provider's batch-API price
+    assumed_discount: bool = False  # batch price taken as BATCH_DISCOUNT of the real-time one
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Estimate:
     text_bytes: int  # generated text only: output_tokens × BYTES_PER_TOKEN
     output_bytes: int  # the dataset on disk: text plus stored prompts and row metadata
     max_cost_usd: Optional[float] = None
+    batch: bool = False  # priced and sent through the provider's batch API
 
 
 def _price_map() -> dict:
@@ -84,9 +88,14 @@ def _price_file() -> dict:
     return {}
 
 
-def model_price(model: str) -> Price:
+def model_price(model: str, batch: bool = False) -> Price:
     """Per-token prices from LiteLLM's price map: the model as given, then without its provider
-    prefix (`openai/gpt-4o-mini` → `gpt-4o-mini`); 0 for local and unknown models."""
+    prefix (`openai/gpt-4o-mini` → `gpt-4o-mini`); 0 for local and unknown models.
+
+    With `batch`, the map's batch prices (`input_cost_per_token_batches`, ...) where it has
+    them, else BATCH_DISCOUNT of the real-time prices (OpenAI, Anthropic and Google all sell
+    batch tokens at half price), marked `assumed_discount`.
+    """
     if is_local(model):
         return Price()
     prices = _price_map()
@@ -96,14 +105,24 @@ def model_price(model: str) -> Price:
     for key in candidates:
         entry = prices.get(key)
         if isinstance(entry, dict) and key != "sample_spec" and "output_cost_per_token" in entry:
-            return Price(float(entry.get("input_cost_per_token") or 0.0),
-                         float(entry.get("output_cost_per_token") or 0.0), key)
-    return Price()
+            price = Price(float(entry.get("input_cost_per_token") or 0.0),
+                          float(entry.get("output_cost_per_token") or 0.0), key)
+            return _batch_price(price, entry) if batch else price
+    return Price(batch=batch)
 
 
-def call_cost(model: str, input_tokens: int, output_tokens: int) -> float:
-    """USD cost of one call; 0.0 for local models and models missing from the price map."""
-    price = model_price(model)
+def _batch_price(price: Price, entry: dict) -> Price:
+    if "input_cost_per_token_batches" in entry or "output_cost_per_token_batches" in entry:
+        return Price(float(entry.get("input_cost_per_token_batches", price.input_per_token) or 0.0),
+                     float(entry.get("output_cost_per_token_batches", price.output_per_token) or 0.0),
+                     price.key, batch=True)
+    return Price(price.input_per_token * BATCH_DISCOUNT, price.output_per_token * BATCH_DISCOUNT, price.key,
+                 batch=True, assumed_discount=True)
+
+
+def call_cost(model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> float:
+    """USD cost of one call (at the batch price with `batch`); 0.0 for local and unknown models."""
+    price = model_price(model, batch)
     return input_tokens * price.input_per_token + output_tokens * price.output_per_token
 
 
@@ -123,7 +142,8 @@ def estimate_plan(planned_records, spec) -> Estimate:
         input_tokens += prompt_tokens(record.prompt, record.system_prompt)
         stored_prompt_bytes += len(record.prompt.encode()) + len(record.system_prompt.encode())
     output_tokens = requests * max_tokens
-    price = model_price(spec.model)
+    batch = bool(getattr(spec, "batch", False))
+    price = model_price(spec.model, batch)
     text_bytes = round(output_tokens * BYTES_PER_TOKEN)
     return Estimate(
         model=spec.model,
@@ -136,6 +156,7 @@ def estimate_plan(planned_records, spec) -> Estimate:
         text_bytes=text_bytes,
         output_bytes=text_bytes + stored_prompt_bytes + requests * ROW_METADATA_BYTES,
         max_cost_usd=spec.max_cost_usd,
+        batch=batch,
     )
 
 
@@ -169,6 +190,10 @@ def format_estimate(e: Estimate) -> str:
     else:
         price_line = (f"{_per_million(e.price.input_per_token)} input, "
                       f"{_per_million(e.price.output_per_token)} output tokens ({e.price.key})")
+        if e.price.assumed_discount:
+            price_line += f", batch: {BATCH_DISCOUNT:.0%} of the real-time price (LiteLLM has no batch price for it)"
+        elif e.price.batch:
+            price_line += ", batch price from LiteLLM's price map"
     lines = [
         f"model:           {e.model}",
         f"price:           {price_line}",

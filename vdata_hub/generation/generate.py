@@ -33,7 +33,7 @@ class RunSummary:
 
     out: str
     model: str
-    status: str  # complete | budget_exceeded | incomplete (failures or stopped early)
+    status: str  # complete | budget_exceeded | incomplete (failures or stopped early) | waiting (batches run)
     requested: int
     records: int  # rows in the dataset (not counting augmented rows)
     augmented: int
@@ -60,9 +60,23 @@ class RunSummary:
     provider_pauses: int  # pauses asked for by the provider's rate-limit headers
     errors: dict = field(default_factory=dict)
     spec_sha: str = ""
+    batch: Optional[dict] = None  # batch mode only: what was submitted, collected, still in flight
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def for_batch(cls, spec, progress: Progress, cost_this_run: float, wall_s: float, **fields) -> "RunSummary":
+        """A batch run's summary: the real-time call counters stay at zero."""
+        counters = dict.fromkeys(("quality_rejected", "requests", "retries", "rate_limited", "timeouts",
+                                  "min_concurrency", "concurrency_decreases", "concurrency_end",
+                                  "provider_pauses"), 0)
+        generated = fields["generated"]
+        return cls(model=spec.model, input_tokens=progress.input_tokens, output_tokens=progress.output_tokens,
+                   cost_usd=round(progress.cost_usd, 8), cost_usd_this_run=round(cost_this_run, 8),
+                   max_cost_usd=spec.max_cost_usd, wall_s=round(wall_s, 3),
+                   records_per_s=round(generated / wall_s, 2) if wall_s > 0 else 0.0, spec_sha=spec.sha(),
+                   **counters, **fields)
 
     def summary(self) -> str:
         lines = [f"{self.records:,} of {self.requested:,} records in {self.out}"
@@ -70,6 +84,8 @@ class RunSummary:
                  + f"; {self.generated:,} generated now, {self.resumed:,} from earlier runs",
                  f"tokens: {self.input_tokens:,} in, {self.output_tokens:,} out; cost ${self.cost_usd:,.4f}"
                  f"; {self.wall_s:,.1f} s, {self.records_per_s:,.1f} records/s"]
+        if self.batch is not None:
+            return "\n".join(lines + self._batch_lines())
         if self.failed:
             lines.append(f"{self.failed:,} failed (see {Path(self.out) / 'failures.jsonl'}); "
                          "run the same command again to retry them")
@@ -78,9 +94,25 @@ class RunSummary:
         return "\n".join(lines)
 
 
+    def _batch_lines(self) -> list:
+        batch = self.batch
+        lines = [f"batches ({batch['provider']}, through {batch['through']}): {batch['submitted_now']:,} requests "
+                 f"submitted in {batch['batches_now']:,} now, {batch['collected_now']:,} collected"]
+        if batch["in_flight"]:
+            statuses = ", ".join(f"{n} {status}" for status, n in sorted(batch["statuses"].items()))
+            lines.append(f"{batch['in_flight']:,} requests in {batch['batches_in_flight']:,} batches at the provider "
+                         f"({statuses}); run the same command again to collect what has finished (or add --wait), "
+                         f"`vdata batch status {self.out}` to see them")
+        if self.failed:
+            lines.append(f"{self.failed:,} failed after their retries (see {Path(self.out) / 'failures.jsonl'}); "
+                         "raise retries.max_attempts and run the same command to try them again")
+        return lines
+
+
 def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = None, api_base: Optional[str] = None,
              num_records: Optional[int] = None, concurrency: Optional[int] = None, max_cost: Optional[float] = None,
-             api_key: Optional[str] = None, dry_run: bool = False, progress: ProgressArg = False):
+             api_key: Optional[str] = None, dry_run: bool = False, progress: ProgressArg = False,
+             batch: bool = False, wait: bool = False):
     """Generate the records of a spec into an Arrow dataset at `out`; returns a RunSummary.
 
     `progress`: False (silent), True (a progress bar and notes on stderr) or a callable that
@@ -89,16 +121,25 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
     Raises SpecError/TemplateError before any call, AuthError on a refused key, and
     BudgetExceeded when the cost cap stops the run (what was generated is kept; rerun with a
     higher cap to continue).
+
+    `batch` (or `batch: true` in the spec) sends the same requests through the provider's batch
+    API at the batch price (vdata_hub.generation.batch): the call submits and returns, and the
+    same call again collects what has finished; `wait` polls until every batch has ended.
     """
     loaded = apply_overrides(load_spec(spec), model=model, api_base=api_base, num_records=num_records,
-                             concurrency=concurrency, max_cost_usd=max_cost)
+                             concurrency=concurrency, max_cost_usd=max_cost, batch=batch or None)
     planned_ids = PlannedIds(planned.id for planned in iter_planned_records(loaded))  # validates every template first
     _check_augment_axes(loaded)
     if dry_run:
         from vdata_hub.generation.cost import estimate_plan
 
         return estimate_plan(iter_planned_records(loaded), loaded.spec)
-    summary = _run(Path(out), loaded, planned_ids, api_key, Reporter(progress))
+    if loaded.spec.batch:
+        from vdata_hub.generation.batch import run_batch
+
+        summary = run_batch(Path(out), loaded, planned_ids, api_key, Reporter(progress), wait)
+    else:
+        summary = _run(Path(out), loaded, planned_ids, api_key, Reporter(progress))
     if summary.status == "budget_exceeded":
         raise BudgetExceeded(
             f"cost cap ${summary.max_cost_usd:,.4f} reached (spent ${summary.cost_usd:,.4f}); "
@@ -148,11 +189,8 @@ def _run(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Option
 def _finish(out: Path, loaded: LoadedSpec, journal: Journal, planned_ids: PlannedIds, progress: Progress,
             run: "_Generation", wall_s: float) -> RunSummary:
     spec = loaded.spec
-    journal.sync()
-    records, augmented = journal.build_dataset(planned_ids, keep_augmented=spec.augment.counterfactual)
-    failed = journal.compact_failures(planned_ids, progress.completed)
+    records, augmented, failed, pending = finish_dataset(loaded, journal, planned_ids, progress)
     stats, gate = run.client.stats, run.client.gate
-    pending = len(planned_ids) - records - failed
     status = "budget_exceeded" if run.over_budget else ("complete" if pending == 0 and failed == 0 else "incomplete")
     summary = RunSummary(
         out=str(out), model=spec.model, status=status, requested=len(planned_ids), records=records,
@@ -170,6 +208,51 @@ def _finish(out: Path, loaded: LoadedSpec, journal: Journal, planned_ids: Planne
     return summary
 
 
+def finish_dataset(loaded: LoadedSpec, journal: Journal, planned_ids: PlannedIds,
+                   progress: Progress) -> tuple[int, int, int, int]:
+    """Rebuild the dataset from the journal and compact the failures: (records, augmented, failed, pending)."""
+    journal.sync()
+    records, augmented = journal.build_dataset(planned_ids, keep_augmented=loaded.spec.augment.counterfactual)
+    failed = journal.compact_failures(planned_ids, progress.completed)
+    return records, augmented, failed, len(planned_ids) - records - failed
+
+
+@dataclass(frozen=True)
+class RecordContext:
+    """What every record of a run stores besides its own fields."""
+
+    params_json: str
+    spec_sha: str
+
+
+def record_context(spec) -> RecordContext:
+    return RecordContext(canonical_json(spec.sampling.model_dump()), spec.sha())
+
+
+def keep_record(journal: Journal, progress: Progress, spec, context: RecordContext, planned, result, cost: float,
+                flags: list) -> None:
+    """Journal one finished record (and its counterfactual variants) and count it in `progress`.
+
+    Real-time and batch runs both keep their records here, so a record is the same whichever
+    transport produced it.
+    """
+    row = Record(
+        id=planned.id, text=result.text, prompt=planned.prompt, system_prompt=planned.system_prompt,
+        template=planned.template, template_sha=planned.template_sha, variables=canonical_json(planned.variables),
+        bias_axis=planned.bias_axis, domain=planned.domain, task=planned.task, group=planned.group,
+        model=spec.model, params=context.params_json, input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens, cost_usd=cost, finish_reason=result.finish_reason,
+        created_at=_now(), spec_sha=context.spec_sha, flags=flags,
+    ).to_dict()
+    journal.add_record(row)
+    for variant in (augment.counterfactuals(row, spec.augment.axes) if spec.augment.counterfactual else []):
+        journal.add_record(variant)
+    progress.completed.add(planned.id)
+    progress.input_tokens += result.input_tokens
+    progress.output_tokens += result.output_tokens
+    progress.cost_usd += cost
+
+
 class _Generation:
     """One run's loop: launch requests as the gate and the budget allow, journal each result."""
 
@@ -183,8 +266,7 @@ class _Generation:
         self.progress = progress  # updated as records arrive: totals over the whole dataset
         self.client = LLMClient(self.spec, litellm_model, api_base, api_key)
         self.reporter = reporter
-        self.params_json = canonical_json(self.spec.sampling.model_dump())
-        self.spec_sha = self.spec.sha()
+        self.context = record_context(self.spec)
         self.resumed = len(progress.completed)
         self.generated = self.failed = self.flagged = 0
         self.cost_this_run = 0.0
@@ -289,21 +371,7 @@ class _Generation:
 
     def _keep(self, planned, result, cost: float) -> None:
         flags = self._quality_flags(result.text)
-        row = Record(
-            id=planned.id, text=result.text, prompt=planned.prompt, system_prompt=planned.system_prompt,
-            template=planned.template, template_sha=planned.template_sha, variables=canonical_json(planned.variables),
-            bias_axis=planned.bias_axis, domain=planned.domain, task=planned.task, group=planned.group,
-            model=self.spec.model, params=self.params_json, input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens, cost_usd=cost, finish_reason=result.finish_reason,
-            created_at=_now(), spec_sha=self.spec_sha, flags=flags,
-        ).to_dict()
-        self.journal.add_record(row)
-        for variant in (augment.counterfactuals(row, self.spec.augment.axes) if self.spec.augment.counterfactual else []):
-            self.journal.add_record(variant)
-        self.progress.completed.add(planned.id)
-        self.progress.input_tokens += result.input_tokens
-        self.progress.output_tokens += result.output_tokens
-        self.progress.cost_usd += cost
+        keep_record(self.journal, self.progress, self.spec, self.context, planned, result, cost, flags)
         self.cost_this_run += cost
         self.generated += 1
         self.flagged += bool(flags)

@@ -64,6 +64,13 @@ class Quality(Strict):
     drop_flagged: bool = True
 
 
+class BatchOptions(Strict):
+    """How batch mode (`batch: true`) submits and waits; not part of any record's provenance."""
+
+    max_requests: Optional[int] = Field(None, ge=1)  # per batch; None: the provider's limit
+    poll_s: float = Field(30.0, gt=0)  # seconds between status checks with --wait
+
+
 class GenerationSpec(Strict):
     """Everything a run needs; options on the command line override these fields."""
 
@@ -80,10 +87,15 @@ class GenerationSpec(Strict):
     seed: int = 0
     augment: Augment = Field(default_factory=Augment)
     quality: Quality = Field(default_factory=Quality)
+    batch: bool = False  # send the requests through the provider's batch API (about half price, within 24 h)
+    batch_options: BatchOptions = Field(default_factory=BatchOptions)
 
     def sha(self) -> str:
-        """Hash of the effective spec (after overrides), stored on every record."""
-        return hashlib.sha256(canonical_json(self.model_dump()).encode()).hexdigest()
+        """Hash of the effective spec (after overrides), stored on every record.
+
+        The transport (batch or real-time) is left out: both produce the same records.
+        """
+        return hashlib.sha256(canonical_json(self.model_dump(exclude={"batch", "batch_options"})).encode()).hexdigest()
 
 
 class LoadedSpec(BaseModel):
