@@ -15,6 +15,8 @@ COMMAND_ALIASES = {"gen": "generate"}
 SHORT_FLAGS = {
     "generate": {"-k": ("api_key", None), "-n": ("num_records", None), "-q": ("quiet", None)},
     "estimate": {"-n": ("num_records", None)},
+    "batch status": {"-k": ("api_key", None)},
+    "batch cancel": {"-k": ("api_key", None)},
     "contribute": {"-q": ("quiet", None)},
     "review": {"-q": ("quiet", None)},
     "pull": {"-j": ("format", "json"), "-t": ("format", "text"), "-c": ("format", "csv"),
@@ -148,6 +150,42 @@ class Eval:
         _print_summary(result, quiet)
 
 
+class Batch:
+    """The provider batches of a `vdata gen OUT SPEC --batch` run: see them, or cancel them.
+
+    Examples:
+      vdata batch status out/
+      vdata batch cancel out/ -k $OPENAI_API_KEY
+    """
+
+    def status(self, out: str = "vdata-out", *, api_key: str | None = None):
+        """Show each batch of OUT with the provider's status and the requests answered so far.
+
+        Args:
+          out: the output folder of a `vdata gen ... --batch` run.
+          api_key: API key; else $APIKEY, else the provider's variable.
+        """
+        from vdata_hub.generation.batch import batch_status
+
+        print(batch_status(out=out, api_key=api_key).summary())
+
+    def cancel(self, out: str = "vdata-out", *, api_key: str | None = None):
+        """Ask the provider to cancel every batch of OUT not collected yet.
+
+        What they answered before stopping is kept: the next `vdata gen OUT SPEC --batch`
+        collects it and sends the rest again.
+
+        Args:
+          out: the output folder of a `vdata gen ... --batch` run.
+          api_key: API key; else $APIKEY, else the provider's variable.
+        """
+        from vdata_hub.generation.batch import batch_cancel
+
+        cancelled = batch_cancel(out=out, api_key=api_key)
+        print(f"asked the provider to cancel {len(cancelled)} batch{'es' if len(cancelled) != 1 else ''}"
+              + (": " + ", ".join(cancelled) if cancelled else ""))
+
+
 class Commands:
     """Generate low-bias synthetic training data with any LLM and share it on the Hugging Face Hub.
 
@@ -164,17 +202,23 @@ class Commands:
     def generate(self, out: str = "vdata-out", spec: str = "demo", *, model: str | None = None,
                  api_base: str | None = None, num_records: int | None = None, concurrency: int | None = None,
                  max_cost: float | None = None, api_key: str | None = None, dry_run: bool = False,
-                 quiet: bool = False, no_donate_prompt: bool = False):
+                 quiet: bool = False, no_donate_prompt: bool = False, batch: bool = False, wait: bool = False):
         """Generate records from a spec with any LLM into an Arrow dataset at OUT.
 
         Every call goes through LiteLLM, so any provider it supports works; with no model given,
         the embedded SmolLM2-135M-Instruct runs on this machine. Resumable: run the same command again after a stop and it continues where it stopped.
+
+        --batch sends the same requests through the provider's batch API (OpenAI and compatible
+        servers, Anthropic, Gemini) at about half the price, answered within 24 hours: it submits
+        and returns; the same command again collects what has finished and resubmits what failed
+        (--wait stays until every batch has ended). `vdata batch status|cancel OUT` see or stop them.
 
         Examples:
           vdata gen                                   # ./vdata-out from the `demo` spec, embedded model
           vdata gen out/ balanced-small -k $OPENAI_API_KEY --model gpt-4o-mini
           vdata gen out/ spec.yaml --model openai/my-model --api-base http://localhost:8000/v1
           vdata gen out/ full --dry-run               # planned requests, tokens, USD, bytes; no calls
+          vdata gen out/ full --model gpt-4o-mini --batch          # half price; run it again to collect
 
         Args:
           out: folder to write the dataset to.
@@ -188,12 +232,15 @@ class Commands:
           dry_run: print the plan and cost estimate without calling any model.
           quiet: print only errors.
           no_donate_prompt: do not ask to contribute or show the support message after the run.
+          batch: send the requests through the provider's batch API, answered within 24 hours, priced at
+            LiteLLM's batch price (else 50% of the real-time price; --dry-run shows which).
+          wait: with --batch, wait with a progress bar until every batch has ended and is collected.
         """
         from vdata_hub.generation.generate import generate
 
         result = generate(out=out, spec=spec, model=model, api_base=api_base, num_records=num_records,
                           concurrency=concurrency, max_cost=max_cost, api_key=api_key, dry_run=dry_run,
-                          progress=_progress(quiet))
+                          progress=_progress(quiet), batch=batch, wait=wait)
         if dry_run:  # the estimate is what was asked for, so --quiet still prints it
             from vdata_hub.generation.cost import format_estimate
 
@@ -391,6 +438,7 @@ class Commands:
         print(format_stats(result, as_json=json))
 
     eval = Eval()
+    batch = Batch()
 
 
 SUPPORT_URL = "https://huggingface.co/datasets/org/vdata/discussions"
