@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.test_generate import ROOT, load_rows, write_spec
-from vdata_hub.errors import BudgetExceeded
+from vdata_hub.errors import AuthError, BudgetExceeded
 from vdata_hub.generation.batch import batch_cancel, batch_status
 from vdata_hub.generation.batch_providers import NoBatchAPI
 from vdata_hub.generation.cost import model_price
@@ -116,10 +116,10 @@ def test_an_expired_batch_keeps_its_finished_results(tmp_path, fake_llm):
 
 
 def test_cancel_keeps_what_was_answered_and_a_rerun_sends_the_rest(tmp_path, fake_llm):
-    fake_llm.set(batch_finish_s=2.0)
+    fake_llm.set(batch_finish_s=6.0)
     spec = batch_spec(tmp_path)
     run_batch(tmp_path, fake_llm, spec, wait=False)
-    time.sleep(1.0)
+    time.sleep(1.5)
     cancelled = batch_cancel(str(tmp_path / "out"), api_key="test-key")
     assert len(cancelled) == 1 and fake_llm.stats()["batch_cancels"] == 1
     status = batch_status(str(tmp_path / "out"), api_key="test-key")
@@ -149,6 +149,13 @@ def test_the_cost_cap_limits_what_is_submitted(tmp_path, fake_llm):
     stats = fake_llm.stats()
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert 0 < stats["batch_submitted_total"] < 12 and summary["cost_usd"] <= 0.0005
+
+
+def test_a_refused_key_stops_the_run_with_a_message_without_the_key(tmp_path, fake_llm):
+    with pytest.raises(AuthError) as error:
+        generate(out=str(tmp_path / "out"), spec=str(batch_spec(tmp_path)), api_base=fake_llm.base_url,
+                 api_key="bad-key", quiet=True)
+    assert "bad-key" not in str(error.value) and fake_llm.stats()["batch_creates"] == 0
 
 
 @pytest.mark.parametrize("model", ["groq/llama-3.1-8b-instant", "local"])

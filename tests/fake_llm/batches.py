@@ -76,6 +76,7 @@ class FakeBatch:
     metadata: Optional[dict] = None
     failed_errors: Optional[list] = None  # validation errors: the batch failed as a whole
     cancel_at: Optional[float] = None
+    cancel_answered: int = 0  # requests answered when the cancel arrived (they keep their answers)
     final: Optional[dict] = None  # frozen outcome once terminal: status, answered count, time
     output_file_id: Optional[str] = None
     error_file_id: Optional[str] = None
@@ -173,7 +174,7 @@ def advance(batch: FakeBatch, settings: dict, now: Optional[float] = None) -> di
         return total if finish <= 0 else min(total, int(running / finish * total))
 
     if batch.cancel_at is not None:
-        answered = answered_at(batch.cancel_at)
+        answered = batch.cancel_answered
         if now >= batch.cancel_at + finalizing:
             batch.final = {"status": "cancelled", "answered": answered, "at": batch.cancel_at + finalizing}
             return batch.final
@@ -196,9 +197,11 @@ def advance(batch: FakeBatch, settings: dict, now: Optional[float] = None) -> di
 
 def _request_cancel(request: web.Request, batch: FakeBatch) -> str:
     """Start cancelling a batch that has not ended; its status before."""
-    status = advance(batch, _settings(request))["status"]
+    outcome = advance(batch, _settings(request))
+    status = outcome["status"]
     if status not in TERMINAL and batch.cancel_at is None:
         batch.cancel_at = time.time()
+        batch.cancel_answered = outcome["answered"]
         _store(request).counters["batch_cancels"] += 1
     return status
 

@@ -186,7 +186,7 @@ async def _models(request: web.Request) -> web.Response:
 
 
 def make_app(state: FakeLLM | None = None) -> web.Application:
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app = web.Application(client_max_size=512 * 1024 * 1024)  # batch input files run to 200 MB
     app[STATE] = state or FakeLLM()
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/chat/completions", _chat)

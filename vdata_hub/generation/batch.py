@@ -36,6 +36,7 @@ from vdata_hub.generation.spec import GenerationSpec, LoadedSpec
 
 BATCH_DIR = "batches"
 LEDGER_FILE = "ledger.jsonl"
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} requests [{elapsed}]{postfix}"
 
 
 @dataclass
@@ -326,7 +327,7 @@ class BatchRun:
         if bar is None:
             bar = self._bars[part.part] = tqdm(total=part.count, unit="req", desc=f"batch {part.batch_id[-12:]}",
                                                 position=len(self._bars), leave=False, file=sys.stderr,
-                                                dynamic_ncols=True)
+                                                dynamic_ncols=True, bar_format=BAR_FORMAT)
         if view.done is not None:
             bar.n = view.done
         bar.set_postfix_str(view.status, refresh=True)
@@ -417,7 +418,8 @@ class BatchStatus:
             done = "" if item["done"] is None else f"{item['done']:,}/{item['requests']:,}"
             lines.append(f"{str(item['batch_id'] or '-'):<40} {item['status']:<22} {done:>12}  {item['state']}")
         waiting = sum(item["requests"] for item in self.batches if item["state"] == "submitted")
-        lines.append(f"{len(self.batches)} batches ({self.provider}); {waiting:,} requests not collected yet"
+        count = f"{len(self.batches)} batch" + ("" if len(self.batches) == 1 else "es")
+        lines.append(f"{count} ({self.provider}); {waiting:,} requests not collected yet"
                      + (f": run the same `vdata gen {self.out} ... --batch` to collect" if waiting else ""))
         return "\n".join(lines)
 

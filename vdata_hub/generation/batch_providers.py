@@ -20,6 +20,7 @@ import asyncio
 import io
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Optional
 
@@ -173,6 +174,10 @@ class OpenAITransport(Transport):
         from vdata_hub.generation.llm import import_litellm
 
         self.litellm = import_litellm()
+        # LiteLLM 1.110's afile_content leaves one coroutine of its own unawaited (the content
+        # arrives, downloaded once); its warning would only alarm the user
+        warnings.filterwarnings("ignore", message="coroutine 'OpenAIFilesAPI.afile_content' was never awaited",
+                                category=RuntimeWarning)
         self.provider = provider
         self.wire_model = model.split("/", 1)[1] if model.startswith(provider + "/") else model
 

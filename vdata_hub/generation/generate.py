@@ -96,11 +96,12 @@ class RunSummary:
 
     def _batch_lines(self) -> list:
         batch = self.batch
-        lines = [f"batches ({batch['provider']}, through {batch['through']}): {batch['submitted_now']:,} requests "
-                 f"submitted in {batch['batches_now']:,} now, {batch['collected_now']:,} collected"]
+        lines = [f"batches ({batch['provider']}, through {batch['through']}): this run submitted "
+                 f"{batch['submitted_now']:,} requests in {_count(batch['batches_now'], 'batch')} and collected "
+                 f"{_count(batch['collected_now'], 'batch')}"]
         if batch["in_flight"]:
             statuses = ", ".join(f"{n} {status}" for status, n in sorted(batch["statuses"].items()))
-            lines.append(f"{batch['in_flight']:,} requests in {batch['batches_in_flight']:,} batches at the provider "
+            lines.append(f"{batch['in_flight']:,} requests in {_count(batch['batches_in_flight'], 'batch')} at the provider "
                          f"({statuses}); run the same command again to collect what has finished (or add --wait), "
                          f"`vdata batch status {self.out}` to see them")
         if self.failed:
@@ -395,6 +396,10 @@ class _Generation:
         self._last_postfix = now
         tokens = self.progress.input_tokens + self.progress.output_tokens
         self._bar.set_postfix_str(f"tok={tokens:,} ${self.progress.cost_usd:,.4f} fail={self.failed}", refresh=False)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else ("es" if noun.endswith(("s", "ch")) else "s"))
 
 
 def _now() -> str:
