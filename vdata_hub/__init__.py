@@ -33,6 +33,8 @@ if not (Path(__file__).resolve().parent / "eval").is_dir() and (_CHECKOUT / "eva
 _VERBS = {
     "generate": "vdata_hub.generation.generate",
     "estimate": "vdata_hub.generation.cost",
+    "batch_status": "vdata_hub.generation.batch",
+    "batch_cancel": "vdata_hub.generation.batch",
     "contribute": "vdata_hub.repo.contribute",
     "review": "vdata_hub.repo.review",
     "card": "vdata_hub.repo.card",
