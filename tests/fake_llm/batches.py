@@ -216,11 +216,12 @@ def _count_answers(store: BatchStore, batch: FakeBatch, outcome: dict) -> None:
             store.answered[item.custom_id] = store.answered.get(item.custom_id, 0) + 1
 
 
-def _reply(item: BatchRequest, settings: dict) -> tuple[str, int, int]:
-    """The answer text and token counts of one request (deterministic per request)."""
+def _reply(item: BatchRequest, settings: dict, batch_id: str) -> tuple[str, int, int]:
+    """The answer text and token counts of one request: the same for the same request in the
+    same batch, another one when it is sent again (as a model samples anew)."""
     from tests.fake_llm.server import reply_text
 
-    seed = hashlib.sha256(f"{item.prompt}\x00{item.custom_id}".encode()).hexdigest()
+    seed = hashlib.sha256(f"{item.prompt}\x00{item.custom_id}\x00{batch_id}".encode()).hexdigest()
     text = reply_text(seed, settings["reply_sentences"])
     return text, max(1, len(item.prompt) // 4), max(1, len(text) // 4)
 
@@ -399,7 +400,7 @@ def _openai_result_files(request: web.Request, batch: FakeBatch, outcome: dict) 
                 "body": {"error": {"message": f"fake {item.fault} error", "type": "server_error" if status >= 500
                                    else "invalid_request_error", "param": None, "code": None}}}})
             continue
-        text, prompt_tokens, completion_tokens = _reply(item, settings)
+        text, prompt_tokens, completion_tokens = _reply(item, settings, batch.id)
         output.append({"id": line_id, "custom_id": item.custom_id, "error": None, "response": {
             "status_code": 200, "request_id": request_id, "body": {
                 "id": f"chatcmpl-{request_id[:20]}", "object": "chat.completion", "created": int(time.time()),
@@ -574,7 +575,7 @@ async def _anthropic_results(request: web.Request) -> web.StreamResponse:
                 "type": "error", "error": {"type": kind, "message": f"fake {item.fault} error"},
                 "request_id": _new_id("req_")}}})
         else:
-            text, prompt_tokens, completion_tokens = _reply(item, settings)
+            text, prompt_tokens, completion_tokens = _reply(item, settings, batch.id)
             lines.append({"custom_id": item.custom_id, "result": {"type": "succeeded", "message": {
                 "id": _new_id("msg_"), "type": "message", "role": "assistant", "model": item.model,
                 "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
@@ -727,7 +728,7 @@ def _gemini_result_file(request: web.Request, batch: FakeBatch, outcome: dict) -
             lines.append({"key": item.custom_id, "status": {"code": 13 if code >= 500 else 3,
                                                             "message": f"fake {item.fault} error"}})
             continue
-        text, prompt_tokens, completion_tokens = _reply(item, settings)
+        text, prompt_tokens, completion_tokens = _reply(item, settings, batch.id)
         lines.append({"key": item.custom_id, "response": {
             "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
                             "index": 0}],

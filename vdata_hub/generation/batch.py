@@ -138,11 +138,12 @@ class BatchRun:
     async def run(self, wait: bool) -> None:
         await self.recover()
         await self.collect_ended()
-        await self.submit_remaining()
+        await self.submit(iter_planned_records(self.loaded))
         while wait and self.waiting_parts():
             await asyncio.sleep(self.spec.batch_options.poll_s)
-            await self.collect_ended()
-            await self.submit_remaining()
+            collected = await self.collect_ended()
+            # everything else was submitted above: only what these batches did not answer is left
+            await self.submit(planned for part in collected for planned in self.ledger.planned(part.part))
         self.count_in_flight(await self.views())
         for bar in self._bars.values():
             bar.close()
@@ -167,11 +168,14 @@ class BatchRun:
         found = await asyncio.gather(*(self.transport.view(p.batch_id) for p in waiting))
         return {p.part: view for p, view in zip(waiting, found)}
 
-    async def collect_ended(self) -> None:
+    async def collect_ended(self) -> list[Part]:
+        collected = []
         for name, view in (await self.views()).items():
             self._show(self.parts[name], view)
             if view.ended:
                 await self.collect(self.parts[name], view)
+                collected.append(self.parts[name])
+        return collected
 
     def count_in_flight(self, views: dict[str, BatchView]) -> None:
         self.totals.in_flight = sum(self.parts[name].count for name in views)
@@ -182,24 +186,41 @@ class BatchRun:
 
     # -- collecting ----------------------------------------------------------------------
     async def collect(self, part: Part, view: BatchView) -> None:
-        """Journal every answer of an ended batch; what it did not answer becomes a failure."""
-        answers: dict = {}
-        async for custom_id, answer in self.transport.results(view):
-            answers.setdefault(custom_id, answer)
-        reason = f"not answered: batch {view.outcome or view.status}"
-        if view.handles.get("errors"):
-            reason += f" ({'; '.join(view.handles['errors'])[:200]})"
-        for planned in self.ledger.planned(part.part):
-            if planned.id in self.progress.completed or planned.id not in self.planned_ids:
-                continue
-            self._settle(planned, answers.pop(planned.id, None) or BatchFailure(reason), part.batch_id)
+        """Journal every answer of an ended batch as it downloads; what it did not answer becomes a failure.
+
+        The batch's planned records are found by their offset in its records file, so memory
+        holds one answer at a time, not the batch.
+        """
+        offsets = self._offsets(part)
+        with open(self.ledger.records_path(part.part), "rb") as records:
+            async for custom_id, answer in self.transport.results(view):
+                offset = offsets.pop(custom_id, None)  # None: not this batch's, or answered twice
+                if offset is not None:
+                    self._settle(_planned_at(records, offset), answer, part.batch_id)
+            reason = f"not answered: batch {view.outcome or view.status}"
+            if view.handles.get("errors"):
+                reason += f" ({'; '.join(view.handles['errors'])[:200]})"
+            for offset in offsets.values():
+                self._settle(_planned_at(records, offset), BatchFailure(reason), part.batch_id)
         self.journal.sync()
         self._mark(part, "collected", outcome=view.outcome)
         self.totals.collected_now += 1
 
+    def _offsets(self, part: Part) -> dict[str, int]:
+        """Record id -> byte offset of its line in the batch's records file."""
+        offsets, position = {}, 0
+        with open(self.ledger.records_path(part.part), "rb") as records:
+            for line in records:
+                offsets[json.loads(line)["id"]] = position
+                position += len(line)
+        return offsets
+
     def _settle(self, planned: PlannedRecord, answer, batch_id: str) -> None:
         from vdata_hub.generation.cost import call_cost
         from vdata_hub.generation.generate import keep_record
+
+        if planned.id in self.progress.completed or planned.id not in self.planned_ids:
+            return
 
         if isinstance(answer, Completion):
             reasons = quality.check_text(answer.text, self.spec.quality)
@@ -224,8 +245,8 @@ class BatchRun:
         self.failed += 1
 
     # -- submitting ----------------------------------------------------------------------
-    def _submittable(self):
-        """Planned records that are not done, not in a batch that may answer, and not out of retries."""
+    def _submittable(self, candidates):
+        """The candidates that are not done, not in a batch that may answer, and not out of retries."""
         in_flight = DoneIds(self.planned_ids)
         for part in self.parts.values():
             if part.state in ("submitting", "submitted"):
@@ -233,7 +254,7 @@ class BatchRun:
                     if row.get("id") in self.planned_ids:
                         in_flight.add(row["id"])
         budget = self.spec.retries.max_attempts
-        for planned in iter_planned_records(self.loaded):
+        for planned in candidates:
             failure = self.failures.get(planned.id)
             if planned.id in self.progress.completed or planned.id in in_flight:
                 continue
@@ -241,13 +262,14 @@ class BatchRun:
                 continue
             yield planned
 
-    async def submit_remaining(self) -> None:
+    async def submit(self, candidates) -> None:
+        """Send the candidates that are submittable, in batches within the limits and the cap."""
         limit = min(self.transport.limits.max_requests, self.spec.batch_options.max_requests or 10**9)
         max_bytes = self.transport.limits.max_bytes
         spendable = self._spendable()
         part = lines = None
         size = 0
-        for planned in self._submittable():
+        for planned in self._submittable(candidates):
             expected = self._expected_cost(planned)
             if spendable is not None:
                 if expected > spendable:
@@ -331,6 +353,11 @@ class BatchRun:
         if view.done is not None:
             bar.n = view.done
         bar.set_postfix_str(view.status, refresh=True)
+
+
+def _planned_at(records, offset: int) -> PlannedRecord:
+    records.seek(offset)
+    return PlannedRecord(**json.loads(records.readline()))
 
 
 def _latest_failures(journal: Journal, planned_ids: PlannedIds) -> dict:

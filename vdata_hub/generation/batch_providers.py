@@ -138,6 +138,19 @@ class Transport:
             [{"role": "user", "content": prompt}]
 
 
+async def _streamed_jsonl(chunks) -> AsyncIterator[dict]:
+    """The JSON objects of a JSONL download that arrives in chunks, one line at a time."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield json.loads(line)
+    if pending.strip():
+        yield json.loads(pending)
+
+
 def _jsonl(content: bytes):
     """The JSON objects of a downloaded JSONL file, one line at a time (no list of lines)."""
     for line in io.BytesIO(content):
@@ -176,7 +189,7 @@ class OpenAITransport(Transport):
         self.litellm = import_litellm()
         # LiteLLM 1.110's afile_content leaves one coroutine of its own unawaited (the content
         # arrives, downloaded once); its warning would only alarm the user
-        warnings.filterwarnings("ignore", message="coroutine 'OpenAIFilesAPI.afile_content' was never awaited",
+        warnings.filterwarnings("ignore", message="coroutine 'OpenAIFilesAPI.afile_content.*' was never awaited",
                                 category=RuntimeWarning)
         self.provider = provider
         self.wire_model = model.split("/", 1)[1] if model.startswith(provider + "/") else model
@@ -214,10 +227,11 @@ class OpenAITransport(Transport):
                                   "errors": errors})
 
     async def results(self, view):
+        """Each result line as it downloads (a 50,000-request batch is ~60 MB: never all at once)."""
         for file_id in view.handles.get("files", []):
-            content = await self.call("downloading results", lambda: self.litellm.afile_content(
-                file_id=file_id, **self._auth()))
-            for row in _jsonl(content.content):
+            download = await self.call("downloading results", lambda: self.litellm.afile_content(
+                file_id=file_id, stream=True, chunk_size=1 << 20, **self._auth()))
+            async for row in _streamed_jsonl(download.stream_iterator):
                 yield row.get("custom_id", ""), self.parse(row)
 
     @staticmethod
