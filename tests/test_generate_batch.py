@@ -171,6 +171,7 @@ def test_anthropic_message_batches_through_the_sdk(tmp_path, fake_llm):
     summary = run_batch(tmp_path, fake_llm, spec, api_base=fake_llm.root)
     rows = load_rows(tmp_path / "out")
     assert summary.status == "complete" and len(rows) == 12
+    assert {r["finish_reason"] for r in rows} == {"stop"}  # as LiteLLM words it for real-time replies
     price = model_price("anthropic/claude-haiku-4-5", batch=True)
     assert all(r["cost_usd"] == pytest.approx(r["input_tokens"] * price.input_per_token
                                               + r["output_tokens"] * price.output_per_token) for r in rows)

@@ -158,12 +158,19 @@ def _jsonl(content: bytes):
             yield json.loads(line)
 
 
+# The providers' own stop reasons in the words LiteLLM uses for real-time replies, so a record's
+# finish_reason does not depend on the transport.
+FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "STOP": "stop",
+                  "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter"}
+
+
 def _text_reply(text: str, input_tokens: int, output_tokens: int, finish_reason: str) -> object:
     text = (text or "").strip()
     if not text:
         return BatchFailure("empty reply: no text")
+    reason = str(finish_reason or "")
     return Completion(text=text, input_tokens=int(input_tokens or 0), output_tokens=int(output_tokens or 0),
-                      finish_reason=str(finish_reason or ""), attempts=1)
+                      finish_reason=FINISH_REASONS.get(reason, reason), attempts=1)
 
 
 def _http_failure(status: int, message: str) -> BatchFailure:
@@ -274,7 +281,9 @@ class AnthropicTransport(Transport):
 
     name = "Anthropic"
     through = "the anthropic SDK"
-    limits = Limits(100_000, 240 * MB)  # documented: 100,000 requests or 256 MB per batch
+    # documented: 100,000 requests or 256 MB per batch; the SDK sends a batch as one JSON body
+    # built in memory, so vdata-hub sends at most 25,000 requests (~35 MB) in each
+    limits = Limits(25_000, 240 * MB)
 
     def __init__(self, model, api_base, api_key, sampling):
         super().__init__(model, api_base, api_key, sampling)
@@ -285,7 +294,7 @@ class AnthropicTransport(Transport):
                              "(or run without --batch)") from None
         self.wire_model = model.split("/", 1)[1] if model.startswith("anthropic/") else model
         self.client = anthropic.AsyncAnthropic(api_key=api_key or os.environ.get("ANTHROPIC_API_KEY"),
-                                               base_url=api_base or None, max_retries=2)
+                                               base_url=api_base or None, max_retries=0)  # call() retries
 
     def request_line(self, record_id, prompt, system_prompt) -> bytes:
         params = {"model": self.wire_model, "max_tokens": self.sampling.max_tokens,
