@@ -93,6 +93,10 @@ class Ledger:
         for row in iter_jsonl(self.records_path(part)):
             yield PlannedRecord(**row)
 
+    def ids(self, part: str):
+        for row in iter_jsonl(self.records_path(part)):
+            yield row["id"]
+
 
 @dataclass
 class BatchTotals:
@@ -138,7 +142,7 @@ class BatchRun:
     async def run(self, wait: bool) -> None:
         await self.recover()
         await self.collect_ended()
-        await self.submit(iter_planned_records(self.loaded))
+        await self.submit(self._candidates())
         while wait and self.waiting_parts():
             await asyncio.sleep(self.spec.batch_options.poll_s)
             collected = await self.collect_ended()
@@ -245,21 +249,38 @@ class BatchRun:
         self.failed += 1
 
     # -- submitting ----------------------------------------------------------------------
-    def _submittable(self, candidates):
-        """The candidates that are not done, not in a batch that may answer, and not out of retries."""
-        in_flight = DoneIds(self.planned_ids)
+    def _candidates(self):
+        """What may need sending: the plan, unless every planned record was sent before; then
+        the records files of the collected batches hold all that is left, and the plan (100,000
+        prompts to render) is not needed."""
+        sent = self._ids_of(("submitting", "submitted", "collected"))
+        if len(sent) < len(self.planned_ids):
+            return iter_planned_records(self.loaded)
+        collected = [part for part in self.parts.values() if part.state == "collected"]
+        return (planned for part in collected for planned in self.ledger.planned(part.part))
+
+    def _ids_of(self, states: tuple) -> DoneIds:
+        """The planned ids in the batches whose ledger state is one of `states`."""
+        ids = DoneIds(self.planned_ids)
         for part in self.parts.values():
-            if part.state in ("submitting", "submitted"):
-                for row in iter_jsonl(self.ledger.records_path(part.part)):
-                    if row.get("id") in self.planned_ids:
-                        in_flight.add(row["id"])
+            if part.state in states:
+                for record_id in self.ledger.ids(part.part):
+                    if record_id in self.planned_ids:
+                        ids.add(record_id)
+        return ids
+
+    def _submittable(self, candidates):
+        """The candidates that are not done, not in a batch that may answer, not out of retries,
+        and not already taken by this call (a record can be in several collected batches)."""
+        taken = self._ids_of(("submitting", "submitted"))
         budget = self.spec.retries.max_attempts
         for planned in candidates:
             failure = self.failures.get(planned.id)
-            if planned.id in self.progress.completed or planned.id in in_flight:
+            if planned.id in self.progress.completed or planned.id in taken or planned.id not in self.planned_ids:
                 continue
             if failure and (not failure.get("retry", True) or failure.get("attempts", 0) >= budget):
                 continue
+            taken.add(planned.id)
             yield planned
 
     async def submit(self, candidates) -> None:
@@ -355,6 +376,22 @@ class BatchRun:
         bar.set_postfix_str(view.status, refresh=True)
 
 
+def _release_freed_memory() -> None:
+    """Give back to the system the heap that collecting freed, before the dataset is rebuilt.
+
+    glibc keeps the freed blocks of the many ~1 KB answers and rows for reuse, and the rebuild
+    then grows RSS on top of them.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def _planned_at(records, offset: int) -> PlannedRecord:
     records.seek(offset)
     return PlannedRecord(**json.loads(records.readline()))
@@ -394,6 +431,7 @@ def run_batch(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: O
         resumed = len(progress.completed)
         asyncio.run(run.run(wait))
         wall_s = time.monotonic() - started
+        _release_freed_memory()
         records, augmented, failed, pending = finish_dataset(loaded, journal, planned_ids, progress)
         totals = run.totals
         if run.over_budget and not totals.in_flight:
