@@ -30,7 +30,7 @@ def batch_spec(tmp_path, **fields):
 
 def run_batch(tmp_path, fake_llm, spec, wait=True, api_base=None, **options):
     return generate(out=str(tmp_path / "out"), spec=str(spec), api_base=api_base or fake_llm.base_url,
-                    api_key="test-key", quiet=True, wait=wait, **options)
+                    api_key="test-key", wait=wait, **options)
 
 
 def assert_each_answer_paid_once(fake_llm):
@@ -104,11 +104,12 @@ def test_an_expired_batch_keeps_its_finished_results(tmp_path, fake_llm):
     spec = batch_spec(tmp_path)
     run_batch(tmp_path, fake_llm, spec, wait=False)
     time.sleep(0.7)
+    assert batch_status(str(tmp_path / "out"), api_key="test-key").batches[0]["status"] == "expired"
+    fake_llm.set(batch_finish_s=0, batch_expire_s=86400)  # the batches sent from now on finish
     expired = run_batch(tmp_path, fake_llm, spec, wait=False)  # collects the expired batch, resubmits the rest
     assert expired.records == 6 and expired.batch["submitted_now"] == 6
     failures = (tmp_path / "out" / "failures.jsonl").read_text()
     assert "batch_expired" in failures
-    fake_llm.set(batch_finish_s=0, batch_expire_s=86400)
     done = run_batch(tmp_path, fake_llm, spec, wait=False)
     assert done.status == "complete" and done.records == 12 and done.failed == 0
     stats = assert_each_answer_paid_once(fake_llm)
@@ -154,7 +155,7 @@ def test_the_cost_cap_limits_what_is_submitted(tmp_path, fake_llm):
 def test_a_refused_key_stops_the_run_with_a_message_without_the_key(tmp_path, fake_llm):
     with pytest.raises(AuthError) as error:
         generate(out=str(tmp_path / "out"), spec=str(batch_spec(tmp_path)), api_base=fake_llm.base_url,
-                 api_key="bad-key", quiet=True)
+                 api_key="bad-key")
     assert "bad-key" not in str(error.value) and fake_llm.stats()["batch_creates"] == 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ from vdata_hub.generation.journal import DoneIds, Journal, PlannedIds, Progress,
 from vdata_hub.generation.llm import Completion
 from vdata_hub.generation.prompts import PlannedRecord, iter_planned_records
 from vdata_hub.generation.spec import GenerationSpec, LoadedSpec
+from vdata_hub.progress import Reporter
 
 BATCH_DIR = "batches"
 LEDGER_FILE = "ledger.jsonl"
@@ -117,7 +117,7 @@ class BatchRun:
     """One invocation: recover, collect what ended, submit what is left (and with `wait`, repeat)."""
 
     def __init__(self, out: Path, loaded: LoadedSpec, journal: Journal, progress: Progress, planned_ids: PlannedIds,
-                 transport: Transport, quiet: bool):
+                 transport: Transport, reporter: Reporter):
         from vdata_hub.generation.generate import record_context
 
         self.out = out
@@ -127,7 +127,7 @@ class BatchRun:
         self.progress = progress
         self.planned_ids = planned_ids
         self.transport = transport
-        self.quiet = quiet
+        self.reporter = reporter
         self.ledger = Ledger(out)
         self.parts = self.ledger.load()
         self.context = record_context(self.spec)
@@ -362,15 +362,13 @@ class BatchRun:
 
     def _show(self, part: Part, view: BatchView) -> None:
         """One bar per batch: requests answered (when the provider says) and its status."""
-        if self.quiet:
+        if not self.reporter.enabled:
             return
-        from tqdm import tqdm
-
         bar = self._bars.get(part.part)
         if bar is None:
-            bar = self._bars[part.part] = tqdm(total=part.count, unit="req", desc=f"batch {part.batch_id[-12:]}",
-                                                position=len(self._bars), leave=False, file=sys.stderr,
-                                                dynamic_ncols=True, bar_format=BAR_FORMAT)
+            bar = self._bars[part.part] = self.reporter.bar(
+                total=part.count, unit="req", desc=f"batch {part.batch_id[-12:]}", position=len(self._bars),
+                leave=False, dynamic_ncols=True, bar_format=BAR_FORMAT)
         if view.done is not None:
             bar.n = view.done
         bar.set_postfix_str(view.status, refresh=True)
@@ -412,7 +410,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_batch(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Optional[str], quiet: bool,
+def run_batch(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Optional[str], reporter: Reporter,
               wait: bool):
     """Batch mode of `generate`: returns its RunSummary (status `waiting` while batches run)."""
     from vdata_hub.generation.generate import RunSummary, finish_dataset
@@ -427,7 +425,7 @@ def run_batch(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: O
         write_json_atomic(out / "spec.json", spec.model_dump())
         progress = journal.load(planned_ids)
         started = time.monotonic()
-        run = BatchRun(out, loaded, journal, progress, planned_ids, transport, quiet)
+        run = BatchRun(out, loaded, journal, progress, planned_ids, transport, reporter)
         resumed = len(progress.completed)
         asyncio.run(run.run(wait))
         wall_s = time.monotonic() - started
