@@ -26,8 +26,8 @@ def test_rendered_card_is_valid_and_has_the_totals():
     assert "[CC0-1.0](https://creativecommons.org/publicdomain/zero/1.0/)" in text
     assert "may also fall under the terms of use of the provider whose model wrote it" in text
     assert [c["config_name"] for c in data["configs"]] == ["default", "gender", "religion"]
-    assert data["configs"][0]["data_files"][0]["path"] == "data/*/*.parquet"
-    assert data["configs"][2]["data_files"][0]["path"] == "data/religion/*.parquet"
+    assert data["configs"][0]["data_files"][0]["path"] == "data/*/**/*.parquet"
+    assert data["configs"][2]["data_files"][0]["path"] == "data/religion/**/*.parquet"
     for expected in ("35 rows from 2 contribution(s)", "| gender | 25 |", "| education | 5 |", "| dialogue | 5 |",
                      "| local | 5 |", "700 input and 2,800 output tokens", "$0.01", "alice (30 rows), bob (5 rows)",
                      "Generator versions: 0.1.0, 0.2.0"):

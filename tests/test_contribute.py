@@ -58,15 +58,15 @@ def test_contribute_review_merge_load(hub, repo, tmp_path):
     api = HfApi(token=hub.token)
     pr_files = {e.path for e in api.list_repo_tree(repo, repo_type="dataset", revision="refs/pr/1", recursive=True)
                 if hasattr(e, "blob_id")}
-    assert pr_files == {"README.md", ".gitattributes", f"data/gender/{cid}.parquet",
-                        f"data/religion/{cid}.parquet", f"contributions/{cid}.json"}
+    assert pr_files == {"README.md", ".gitattributes", f"data/gender/contributed/{cid}.parquet",
+                        f"data/religion/contributed/{cid}.parquet", f"contributions/{cid[:2]}/{cid}.json"}
     commits = api.list_repo_commits(repo, repo_type="dataset", revision="refs/pr/1")
     main_commits = api.list_repo_commits(repo, repo_type="dataset", revision="main")
     assert len(commits) == len(main_commits) + 1  # exactly one contribution commit
     assert commits[0].title.startswith(f"Contribution {cid}")
     details = api.get_discussion_details(repo, 1, repo_type="dataset")
     assert details.title.startswith(f"Contribution {cid}: 30 rows")
-    manifest = json.loads(open(api.hf_hub_download(repo, f"contributions/{cid}.json", repo_type="dataset",
+    manifest = json.loads(open(api.hf_hub_download(repo, f"contributions/{cid[:2]}/{cid}.json", repo_type="dataset",
                                                    revision="refs/pr/1")).read())
     assert manifest["rows"] == 30 and manifest["rows_per_axis"] == {"gender": 20, "religion": 10}
     assert manifest["contributor"] == "alice" and str(tmp_path) not in json.dumps(manifest)
@@ -101,9 +101,10 @@ def test_dry_run_uploads_nothing(hub, repo, tmp_path):
     before = state(hub, repo)
     result = contribute(save_dataset(tmp_path / "out", two_axes(9)), repo=repo, token=hub.token, dry_run=True)
     assert result.status == "dry_run"
-    assert sorted(result.files) == sorted([f"data/gender/{result.contribution_id}.parquet",
-                                           f"data/religion/{result.contribution_id}.parquet",
-                                           f"contributions/{result.contribution_id}.json"])
+    cid = result.contribution_id
+    assert sorted(result.files) == sorted([f"data/gender/contributed/{cid}.parquet",
+                                           f"data/religion/contributed/{cid}.parquet",
+                                           f"contributions/{cid[:2]}/{cid}.json"])
     assert "would open a pull request" in result.summary()
     assert state(hub, repo) == before
 

@@ -30,13 +30,12 @@ from vdata_hub.errors import ValidationFailed, VdataError
 from vdata_hub.generation.local_dataset import load_local_dataset
 from vdata_hub.generation.records import ARROW_SCHEMA
 from vdata_hub.progress import ProgressArg, Reporter
-from vdata_hub.repo import layout
+from vdata_hub.repo import balance, layout, shard_format
 from vdata_hub.repo.index import read_main_hashes
 from vdata_hub.repo.validation import Rules, validate
 
 DEFAULT_LICENSE = DATASET_LICENSE
 ROW_GROUP_ROWS = 65_536
-NO_DICTIONARY = {"id", "text", "prompt", "text_hash", "created_at", "variables"}
 
 
 @dataclass
@@ -170,11 +169,11 @@ def contribution_hash(text_hashes: np.ndarray) -> str:
 
 def find_contribution(hf_api, repo: str, contribution_id: str, token: str | None):
     """("already_merged", None) or ("already_open", url) when this contribution exists, else None."""
-    manifest = layout.manifest_path(contribution_id)
-    if hub.file_exists(hf_api, repo, manifest, "main", token):
+    manifests = (layout.manifest_path(contribution_id), layout.legacy_manifest_path(contribution_id))
+    if any(hub.file_exists(hf_api, repo, manifest, "main", token) for manifest in manifests):
         return "already_merged", None
     for discussion in hub.open_pull_requests(hf_api, repo, token):
-        if hub.file_exists(hf_api, repo, manifest, f"refs/pr/{discussion.num}", token):
+        if any(hub.file_exists(hf_api, repo, m, f"refs/pr/{discussion.num}", token) for m in manifests):
             return "already_open", hub.pr_url(repo, discussion.num)
     return None
 
@@ -189,7 +188,8 @@ class ShardWriter:
         self.folder = folder
         self.writers, self.buffers, self.rows = {}, {}, Counter()
         self.stats = {name: Counter() for name in ("bias_axis", "domain", "task", "model")}
-        self.stats.update(spec_sha=set(), generator_version=set(), input_tokens=0, output_tokens=0, cost_usd=0.0)
+        self.stats.update(spec_sha=set(), generator_version=set(), input_tokens=0, output_tokens=0, cost_usd=0.0,
+                          balance=balance.empty())
         self.queue = self.thread = self.error = None
         if background:
             import queue
@@ -229,13 +229,9 @@ class ShardWriter:
             self._flush(max(self.buffers, key=lambda a: sum(b.num_rows for b in self.buffers[a])))
 
     def _flush(self, axis: str) -> None:
-        import pyarrow.parquet as pq
-
         if self.buffers.get(axis):
             if axis not in self.writers:
-                dictionary = [name for name in ARROW_SCHEMA.names if name not in NO_DICTIONARY]
-                self.writers[axis] = pq.ParquetWriter(self.folder / f"{axis}.parquet", ARROW_SCHEMA,
-                                                      compression="zstd", use_dictionary=dictionary)
+                self.writers[axis] = shard_format.open_writer(self.folder / f"{axis}.parquet")
             self.writers[axis].write_table(pa.Table.from_batches(self.buffers[axis]))
             self.buffers[axis] = []
 
@@ -278,10 +274,14 @@ def _update_stats(stats: dict, batch: pa.RecordBatch) -> None:
     stats["input_tokens"] += int(pc.sum(column(index("input_tokens"))).as_py() or 0)
     stats["output_tokens"] += int(pc.sum(column(index("output_tokens"))).as_py() or 0)
     stats["cost_usd"] += float(pc.sum(column(index("cost_usd"))).as_py() or 0.0)
+    balance.merge(stats["balance"], balance.count_batch(batch))
 
 
 def build_manifest(contribution_id: str, stats: dict, report, contributor: str) -> dict:
-    """The contribution's public record: counts, models, tokens, cost, checks. No paths, no secrets."""
+    """The contribution's public record: counts, models, tokens, cost, checks, and the balance
+    counts of its rows (repo/balance.py), which the card sums. No paths, no secrets."""
+    hashes = report.accepted_hashes()
+    counts = {**stats["balance"], "duplicates": int(len(hashes) - len(np.unique(hashes)))}
     return {
         "contribution_id": contribution_id,
         "rows": report.accepted,
@@ -300,6 +300,7 @@ def build_manifest(contribution_id: str, stats: dict, report, contributor: str) 
         "tool": f"vdata-hub {__version__}",
         "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "validation": report.as_dict(),
+        "balance": counts,
     }
 
 

@@ -1,39 +1,94 @@
 """Where every file of a vdata dataset repo lives: the one place that builds and parses its paths.
 
-    data/<bias_axis>/<contribution_id>.parquet   rows of one bias axis (records.ARROW_SCHEMA)
-    contributions/<contribution_id>.json         a contribution's manifest (counts, tokens, cost)
-    README.md                                    the dataset card (configs: default + one per axis)
+    data/<axis>/contributed/<contribution_id>.parquet       rows of one contribution and one bias axis,
+                                                             as `contribute` adds them
+    data/<axis>/compacted-<first>-<last>-<digest>.parquet    rows of many contributions of one axis,
+                                                             rewritten by `compact` (first/last: dates
+                                                             of the oldest and newest contribution)
+    contributions/<id[:2]>/<contribution_id>.json           a contribution's manifest (counts, tokens,
+                                                             cost, balance counts); never rewritten
+    compactions/<date>-<digest>.json                         what one compaction replaced, and the summed
+                                                             manifests of the contributions it compacted
+    archive/<date>-<digest>.json                             what one `archive` moved to which repo
+    index/                                                   the near-duplicate index (`vdata reindex`)
+    README.md                                                the dataset card (configs: default + one per axis)
 
-Card, contribute, review, stats, pull and the Hub helpers ask this module instead of parsing
-paths their own way, so a change of scheme (compaction, an index, an archive) is made here once.
+Older repos also hold data/<axis>/<contribution_id>.parquet and contributions/<contribution_id>.json:
+both are still read (and compacted). The scheme keeps every folder under the Hub's 10,000 entries:
+contributed shards are compacted once an axis holds `compact.DEFAULT_THRESHOLD` of them, compacted
+shards are a few hundred MB each, and manifests are spread over 256 folders by the first two hex
+digits of their id. docs/repo-layout.md explains the scheme and the Hub limits behind it.
+
+Card, contribute, review, compact, archive, stats and pull ask this module instead of parsing paths
+their own way, so a change of scheme is made here once.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 DATA_DIR = "data"
+CONTRIBUTED_DIR = "contributed"
 CONTRIBUTIONS_DIR = "contributions"
+COMPACTIONS_DIR = "compactions"
+ARCHIVE_DIR = "archive"
+INDEX_DIR = "index"
 CARD_FILE = "README.md"
 AXIS_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"  # a bias axis is a folder name on the Hub
 CONTRIBUTION_ID_PATTERN = r"[0-9a-f]{16}"
+DATE_PATTERN = r"[0-9]{8}"  # YYYYMMDD
+DIGEST_PATTERN = r"[0-9a-f]{12}"
 
-_SHARD = re.compile(rf"^{DATA_DIR}/({AXIS_PATTERN})/([^/]+)\.parquet$")
-_CONTRIBUTED_SHARD = re.compile(rf"^{DATA_DIR}/({AXIS_PATTERN})/({CONTRIBUTION_ID_PATTERN})\.parquet$")
-_MANIFEST = re.compile(rf"^{CONTRIBUTIONS_DIR}/({CONTRIBUTION_ID_PATTERN})\.json$")
+# The Hub's recommendations for one repo (docs/repo-layout.md cites them).
+MAX_FOLDER_ENTRIES = 10_000
+MAX_REPO_FILES = 100_000
+MAX_COMMIT_FILES = 100
+
+_SHARD = re.compile(rf"^{DATA_DIR}/({AXIS_PATTERN})/(?:{CONTRIBUTED_DIR}/)?([^/]+)\.parquet$")
+_CONTRIBUTED_SHARD = re.compile(
+    rf"^{DATA_DIR}/({AXIS_PATTERN})/(?:{CONTRIBUTED_DIR}/)?({CONTRIBUTION_ID_PATTERN})\.parquet$")
+_COMPACTED_SHARD = re.compile(
+    rf"^{DATA_DIR}/({AXIS_PATTERN})/compacted-({DATE_PATTERN})-({DATE_PATTERN})-({DIGEST_PATTERN})\.parquet$")
+_MANIFEST = re.compile(rf"^{CONTRIBUTIONS_DIR}/(?:[0-9a-f]{{2}}/)?({CONTRIBUTION_ID_PATTERN})\.json$")
+_COMPACTION_RECORD = re.compile(rf"^{COMPACTIONS_DIR}/({DATE_PATTERN})-({DIGEST_PATTERN})\.json$")
+_ARCHIVE_RECORD = re.compile(rf"^{ARCHIVE_DIR}/({DATE_PATTERN})-({DIGEST_PATTERN})\.json$")
 
 
 def shard_path(axis: str, contribution_id: str) -> str:
     """The shard holding one contribution's rows of one axis."""
-    return f"{DATA_DIR}/{axis}/{contribution_id}.parquet"
+    return f"{DATA_DIR}/{axis}/{CONTRIBUTED_DIR}/{contribution_id}.parquet"
+
+
+def compacted_shard_path(axis: str, first: str, last: str, digest: str) -> str:
+    """A compacted shard; `first`/`last` are YYYYMMDD dates, `digest` 12 hex digits."""
+    return f"{DATA_DIR}/{axis}/compacted-{first}-{last}-{digest}.parquet"
+
+
+def config_pattern(axis: str = "*") -> str:
+    """The `data_files` pattern of one axis's config (or, with "*", of the default config)."""
+    return f"{DATA_DIR}/{axis}/**/*.parquet"
 
 
 def manifest_path(contribution_id: str) -> str:
+    return f"{CONTRIBUTIONS_DIR}/{contribution_id[:2]}/{contribution_id}.json"
+
+
+def legacy_manifest_path(contribution_id: str) -> str:
+    """Where repos made before the sharded manifest folders keep a manifest."""
     return f"{CONTRIBUTIONS_DIR}/{contribution_id}.json"
 
 
+def compaction_record_path(date: str, digest: str) -> str:
+    return f"{COMPACTIONS_DIR}/{date}-{digest}.json"
+
+
+def archive_record_path(date: str, digest: str) -> str:
+    return f"{ARCHIVE_DIR}/{date}-{digest}.json"
+
+
 def is_shard(path: str) -> bool:
-    """Any Parquet data file of the dataset (a contributed shard or a later rewrite of them)."""
+    """Any Parquet data file of the dataset (a contributed shard or a compacted one)."""
     return _SHARD.match(path) is not None
 
 
@@ -49,10 +104,24 @@ def contributed_shard(path: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+def compacted_shard(path: str) -> tuple[str, str, str, str] | None:
+    """(axis, first date, last date, digest) of a compacted shard; None otherwise."""
+    match = _COMPACTED_SHARD.match(path)
+    return match.groups() if match else None
+
+
 def manifest_id(path: str) -> str | None:
-    """The contribution id of a manifest path; None for anything else."""
+    """The contribution id of a manifest path (sharded or legacy); None for anything else."""
     match = _MANIFEST.match(path)
     return match.group(1) if match else None
+
+
+def is_compaction_record(path: str) -> bool:
+    return _COMPACTION_RECORD.match(path) is not None
+
+
+def is_archive_record(path: str) -> bool:
+    return _ARCHIVE_RECORD.match(path) is not None
 
 
 def shards_by_axis(paths) -> dict[str, list[str]]:
@@ -63,3 +132,15 @@ def shards_by_axis(paths) -> dict[str, list[str]]:
         if axis is not None:
             axes.setdefault(axis, []).append(path)
     return axes
+
+
+def folder_entries(paths) -> Counter:
+    """{folder: entries directly inside it (files and sub-folders)} of a repo's file paths; the
+    Hub recommends at most MAX_FOLDER_ENTRIES per folder."""
+    entries: dict[str, set] = {}
+    for path in paths:
+        parts = path.split("/")
+        for depth in range(len(parts)):
+            folder = "/".join(parts[:depth])
+            entries.setdefault(folder, set()).add(parts[depth])
+    return Counter({folder: len(names) for folder, names in entries.items()})

@@ -10,10 +10,13 @@ reading only the columns it needs). What it measures:
 - rows per axis and rows per group (from the `bias_axis` and `group` columns).
 - pronouns: he/him/his/himself vs she/her/hers/herself vs they/them/their/theirs/themselves.
 - coverage: rows per domain × axis × task cell, against every combination of the values present.
-- length: characters and words, percentiles.
-- flags: quality.check_text with the default Quality settings; the refusal rate among them.
-- duplicates: rows whose text is the same as an earlier row's (records.text_hashes: the same
-  words after NFKC, lower case and trimming punctuation, as validation compares them).
+- length: characters and words, percentiles (read from histograms: within 2% of the exact value).
+- flags: the quality flags stored on the rows, plus refusal, boilerplate, too_short and too_long
+  checked again with the default Quality settings; the refusal rate among them.
+- duplicates: rows whose normalised text (its `text_hash`) already appeared.
+
+The counting itself is repo/balance.py's, whose counts add up: the dataset card sums the counts that
+each contribution's manifest carries instead of reading the rows.
 
 Imbalance rule: a distribution is flagged when max / min > threshold (default 2.0), where min can be
 0 (then the ratio is infinite and always flagged). It is checked for the group mentions within each
@@ -26,29 +29,22 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Optional
 
-import pyarrow as pa
-
+import numpy as np
 
 from vdata_hub.errors import VdataError
 from vdata_hub.generation.groups import load_axes as _axes
-from vdata_hub.generation.quality import check_text
-from vdata_hub.generation.records import text_hashes
-from vdata_hub.repo import layout
+from vdata_hub.repo import balance, layout
 
-COLUMNS = ["text", "bias_axis", "domain", "task", "group", "augmented"]
+COLUMNS = ["text", "bias_axis", "domain", "task", "group", "augmented", "flags", "text_hash"]
 DEFAULT_THRESHOLD = 2.0
-PERCENTILES = (5, 25, 50, 75, 95)
-PRONOUNS = {
-    "he": ("he", "him", "his", "himself"),
-    "she": ("she", "her", "hers", "herself"),
-    "they": ("they", "them", "their", "theirs", "themselves", "themself"),
-}
+BATCH_ROWS = 8192
+PRONOUNS = balance.PRONOUNS
 TOKEN = re.compile(r"\w+(?:-\w+)*")  # words; hyphenated compounds ("34-year-old", "low-income") stay one word
 
 
@@ -125,18 +121,6 @@ def count_mentions(text: str) -> dict[str, Counter]:
     return found
 
 
-def _percentiles(values: list[int]) -> dict:
-    if not values:
-        return {}
-    ordered = sorted(values)
-    summary = {"min": ordered[0]}
-    for p in PERCENTILES:
-        summary[f"p{p}"] = ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
-    summary["max"] = ordered[-1]
-    summary["mean"] = round(sum(ordered) / len(ordered), 1)
-    return summary
-
-
 def _imbalance(kind: str, axis: str, counts: dict, threshold: float) -> Optional[dict]:
     if len(counts) < 2 or not any(counts.values()):
         return None
@@ -152,16 +136,15 @@ def _imbalance(kind: str, axis: str, counts: dict, threshold: float) -> Optional
             "message": message}
 
 
-def _local_batches(path: Path) -> Iterator[dict]:
+def _local_batches(path: Path) -> Iterator:
     from vdata_hub.generation.local_dataset import load_local_dataset
 
     table = load_local_dataset(path)
     columns = [c for c in COLUMNS if c in table.column_names]
-    for batch in table.select(columns).to_batches(max_chunksize=1000):
-        yield batch.to_pydict()
+    yield from table.select(columns).to_batches(max_chunksize=BATCH_ROWS)
 
 
-def _hub_batches(repo: str, revision: Optional[str], token: Optional[str]) -> Iterator[dict]:
+def _hub_batches(repo: str, revision: Optional[str], token: Optional[str], include_archive: bool = False) -> Iterator:
     import pyarrow.parquet as pq
     from huggingface_hub import HfFileSystem
 
@@ -172,69 +155,87 @@ def _hub_batches(repo: str, revision: Optional[str], token: Optional[str]) -> It
         # cannot be reached is one quick error (a listing of the tree retries for half a minute).
         info = hub.dataset_info(hub.api(token), repo, revision)
         shards = sorted(sibling.rfilename for sibling in info.siblings or [] if layout.is_shard(sibling.rfilename))
+        sources = [(repo, revision, shard) for shard in shards]
+        if include_archive:
+            from vdata_hub.repo.archive import archived_shards
+
+            sources += archived_shards(repo, revision, token)
         fs = HfFileSystem(token=token)
-        for shard in shards:  # Parquet over HTTP range requests: only the columns stats needs
-            with fs.open(f"datasets/{repo}/{shard}", "rb", revision=revision) as handle:
+        for source_repo, source_revision, shard in sources:  # range requests: only the columns stats needs
+            with fs.open(f"datasets/{source_repo}/{shard}", "rb", revision=source_revision) as handle:
                 parquet = pq.ParquetFile(handle)
                 columns = [c for c in COLUMNS if c in parquet.schema_arrow.names]
-                for batch in parquet.iter_batches(batch_size=1000, columns=columns):
-                    yield batch.to_pydict()
+                yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
-def _batches(dataset: str, revision: Optional[str], token: Optional[str]) -> Iterator[dict]:
+def _batches(dataset: str, revision: Optional[str], token: Optional[str], include_archive: bool = False) -> Iterator:
     path = Path(dataset)
     if path.exists():
         return _local_batches(path)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", dataset):
-        return _hub_batches(dataset, revision, token)
+        return _hub_batches(dataset, revision, token, include_archive)
     raise VdataError(f"{dataset}: no such local dataset folder, and not a Hub repo id (namespace/name)")
 
 
+def text_hashes_of(batch) -> np.ndarray:
+    """The rows' `text_hash` column, computed from the texts where it is missing or 0."""
+    from vdata_hub.generation.records import text_hashes
+
+    if "text_hash" in batch.schema.names:
+        given = np.asarray(batch.column("text_hash").fill_null(0), np.int64)
+        if given.all():
+            return given
+    return np.asarray(text_hashes(batch.column("text").fill_null("")), np.int64)
+
+
+def count_rows(batches) -> dict:
+    """balance counts of all the rows of `batches`, duplicates (repeated text hashes) included."""
+    total, hashes = balance.empty(), []
+    for batch in batches:
+        balance.merge(total, balance.count_batch(batch))
+        hashes.append(text_hashes_of(batch))
+    every = np.concatenate(hashes) if hashes else np.zeros(0, np.int64)
+    total["duplicates"] = int(len(every) - len(np.unique(every)))
+    return total
+
+
 def stats(dataset: str = "vdata-out", revision: str | None = None, chart: str | None = None,
-          threshold: float | None = None, token: str | None = None) -> DatasetStats:
-    """Balance statistics of a local dataset folder or a Hub dataset repo (see the module docstring)."""
+          threshold: float | None = None, token: str | None = None, include_archive: bool = False) -> DatasetStats:
+    """Balance statistics of a local dataset folder or a Hub dataset repo (see the module docstring);
+    `include_archive`: for a Hub repo, the rows it moved to its archive repo too."""
+    counts = count_rows(_batches(dataset, revision, token, include_archive))
+    result = stats_from_counts(counts, dataset=dataset, revision=revision, threshold=threshold)
+    if chart:
+        result.chart = write_chart(result, chart)
+    return result
+
+
+def stats_from_counts(counts: dict, dataset: str, revision: str | None = None,
+                      threshold: float | None = None) -> DatasetStats:
+    """The figures of a balance.count_batch / balance.merge result (the card's path: summed manifests)."""
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    pronoun_of = {w: key for key, forms in PRONOUNS.items() for w in forms}
-    mentions = {axis: Counter({g: 0 for g in (entry.get("terms") or {})}) for axis, entry in _axes().items()}
-    pronouns, flags = Counter({key: 0 for key in PRONOUNS}), Counter()
-    rows_per_axis, rows_per_group, cells = Counter(), defaultdict(Counter), Counter()
-    chars, words, seen = [], [], set()
-    rows = augmented = duplicates = 0
-    for batch in _batches(dataset, revision, token):
-        count = len(batch["text"])
-        hashes = text_hashes(pa.array([text or "" for text in batch["text"]], pa.string())).to_pylist()
-        for i in range(count):
-            text = batch["text"][i] or ""
-            value = {c: (batch[c][i] if c in batch else "") for c in COLUMNS}
-            rows += 1
-            augmented += bool(value["augmented"])
-            rows_per_axis[value["bias_axis"]] += 1
-            if value["group"]:
-                rows_per_group[value["bias_axis"]][value["group"]] += 1
-            cells[(value["domain"], value["bias_axis"], value["task"])] += 1
-            for axis, counts in count_mentions(text).items():
-                mentions[axis].update(counts)
-            pronouns.update(pronoun_of[w] for w in map(str.lower, TOKEN.findall(text)) if w in pronoun_of)
-            flags.update(check_text(text))
-            chars.append(len(text))
-            words.append(len(text.split()))
-            duplicates += hashes[i] in seen
-            seen.add(hashes[i])
+    rows = counts["rows"]
+    mentions = {axis: {g: 0 for g in (entry.get("terms") or {})} for axis, entry in _axes().items()}
+    for axis, found in counts["mentions"].items():
+        mentions.setdefault(axis, {}).update({g: mentions.get(axis, {}).get(g, 0) + n for g, n in found.items()})
+    pronouns = {key: counts["pronouns"].get(key, 0) for key in PRONOUNS}
+    total_pronouns = sum(pronouns.values())
+    flags = dict(counts["flags"])
+    duplicates = counts.get("duplicates", 0)
+    cells = Counter({(d, a, t): n for d, axes in counts["cells"].items() for a, tasks in axes.items()
+                     for t, n in tasks.items()})
     result = DatasetStats(
-        dataset=dataset, revision=revision, rows=rows, augmented_rows=augmented, threshold=threshold,
-        rows_per_axis=dict(rows_per_axis),
-        rows_per_group={axis: dict(counts) for axis, counts in rows_per_group.items()},
-        mentions={axis: dict(counts) for axis, counts in mentions.items()},
-        pronouns=dict(pronouns),
-        pronoun_ratios={k: round(v / sum(pronouns.values()), 4) if sum(pronouns.values()) else 0.0 for k, v in pronouns.items()},
+        dataset=dataset, revision=revision, rows=rows, augmented_rows=counts["augmented"], threshold=threshold,
+        rows_per_axis=dict(counts["rows_per_axis"]),
+        rows_per_group={axis: dict(found) for axis, found in counts["rows_per_group"].items()},
+        mentions=mentions, pronouns=pronouns,
+        pronoun_ratios={k: round(v / total_pronouns, 4) if total_pronouns else 0.0 for k, v in pronouns.items()},
         coverage=_coverage(cells),
-        length_chars=_percentiles(chars), length_words=_percentiles(words),
-        flags=dict(flags), refusal_rate=round(flags["refusal"] / rows, 4) if rows else 0.0,
+        length_chars=balance.percentiles(counts["chars"]), length_words=balance.percentiles(counts["words"]),
+        flags=flags, refusal_rate=round(flags.get("refusal", 0) / rows, 4) if rows else 0.0,
         duplicates=duplicates, duplicate_rate=round(duplicates / rows, 4) if rows else 0.0,
     )
     result.imbalances = _imbalances(result)
-    if chart:
-        result.chart = write_chart(result, chart)
     return result
 
 
