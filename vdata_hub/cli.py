@@ -274,7 +274,7 @@ class Commands:
                    part: str | None = None, dry_run: bool = False, quiet: bool = False):
         """Validate a generated dataset and open a pull request adding it to the Hub.
 
-        The PR's single commit adds data/<bias_axis>/<id>.parquet shards and contributions/<id>.json;
+        The PR's single commit adds data/<bias_axis>/contributed/<id>.parquet shards and a manifest;
         the id is a hash of the rows, so contributing the same data twice opens no second PR.
         Contributed rows are released under CC0-1.0 (public domain), like the rest of the dataset;
         generated text may also fall under your model provider's terms of use.
@@ -302,11 +302,13 @@ class Commands:
         print(result.pr_url if quiet and result.pr_url else result.summary())
 
     def review(self, *, repo: str | None = None, pr: int | None = None, merge: bool = False,
-               close_invalid: bool = False, token: str | None = None, quiet: bool = False):
+               close_invalid: bool = False, token: str | None = None, quiet: bool = False,
+               compact_threshold: int | None = None):
         """Maintainers: check open contribution PRs, comment, merge or close them.
 
         Runs the contribute checks again (rejecting personal data instead of scrubbing it) plus
-        duplicates against the current main; refreshes the card after merges.
+        duplicates against the current main; after merges, compacts main when an axis holds
+        --compact-threshold contributed shards (default 200; 0: never) and refreshes the card.
 
         Examples:
           vdata review                          # comment on every open PR
@@ -320,13 +322,42 @@ class Commands:
           close_invalid: close the pull requests that fail.
           token: Hub token with write access (default HF_TOKEN or `hf auth login`).
           quiet: print only errors.
+          compact_threshold: after merges, compact main when an axis holds this many contributed
+            shards (default 200; 0: never).
         """
         from vdata_hub.repo.review import review
 
         results = review(repo=repo, pr=pr, merge=merge, close_invalid=close_invalid, token=token,
-                         progress=_progress(quiet))
+                         progress=_progress(quiet), compact_threshold=compact_threshold)
         if not quiet:
             print("\n".join(result.summary() for result in results) or "no open pull requests")
+
+    def compact(self, *, repo: str | None = None, target_mb: float = 256, direct: bool = False,
+                dry_run: bool = False, token: str | None = None, quiet: bool = False):
+        """Maintainers: rewrite the small shards of each bias axis into large ones, in one commit.
+
+        Every row is kept exactly once with its id (checked by id and text hash before the
+        commit); load_dataset(REPO) and load_dataset(REPO, AXIS) return the same rows before and
+        after. The commit opens a pull request, or goes straight to main with --direct.
+
+        Examples:
+          vdata compact --repo my-org/vdata --dry-run
+          vdata compact --repo my-org/vdata --direct
+          vdata compact --repo my-org/vdata --target-mb 512
+
+        Args:
+          repo: Hub dataset repo (default $VDATA_REPO, the config file, else org/vdata).
+          target_mb: size of the compacted shards, in MiB.
+          direct: commit to main instead of opening a pull request.
+          dry_run: list the shards that would be compacted; change nothing.
+          token: Hub token with write access (default HF_TOKEN or `hf auth login`).
+          quiet: no progress bar, only the summary.
+        """
+        from vdata_hub.repo.compact import compact
+
+        result = compact(repo=repo, target_bytes=int(float(target_mb) * 2**20), direct=direct, dry_run=dry_run,
+                         token=token, progress=_progress(quiet))
+        print(result.summary())
 
     def card(self, *, repo: str | None = None, push: bool = False, token: str | None = None,
              output: str | None = None):

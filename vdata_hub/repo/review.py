@@ -15,6 +15,7 @@ import numpy as np
 from vdata_hub import hub
 from vdata_hub.repo import layout
 from vdata_hub.repo.index import read_main_hashes
+from vdata_hub.repo.snapshot import snapshot
 from vdata_hub.config import resolve_repo
 from vdata_hub.repo.contribute import contribution_hash
 from vdata_hub.errors import HubError, ValidationFailed
@@ -34,7 +35,7 @@ class PullRequestReview:
     problems: list = field(default_factory=list)
     report: object = None
     files: list = field(default_factory=list)
-    action: str = "commented"  # commented | merged | closed
+    action: str = "commented"  # commented | merged | closed | skipped
     hashes: np.ndarray | None = None
 
     def summary(self) -> str:
@@ -46,9 +47,13 @@ class PullRequestReview:
 
 
 def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid: bool = False,
-           token: str | None = None, progress: ProgressArg = False) -> list[PullRequestReview]:
-    """Review every open PR of `repo` (or only `pr`); comment, then merge / close as asked.
-    `progress`: a note per PR (see vdata_hub.progress)."""
+           token: str | None = None, progress: ProgressArg = False,
+           compact_threshold: int | None = None) -> list[PullRequestReview]:
+    """Review every open PR of `repo` (or only `pr`); comment, then merge / close as asked. After
+    merges, compact main when an axis holds `compact_threshold` contributed shards (default
+    compact.DEFAULT_THRESHOLD; 0: never), then refresh the card. `progress`: a note per PR (see
+    vdata_hub.progress)."""
+    from vdata_hub.repo import compact
     from vdata_hub.repo.card import card
 
     repo = resolve_repo(repo)
@@ -64,6 +69,11 @@ def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid:
     known = read_main_hashes(repo, token, hf_api=hf_api).hashes
     results = []
     for discussion in found:
+        if discussion.title.startswith(compact.TITLE_PREFIX):
+            results.append(PullRequestReview(num=discussion.num, title=discussion.title, passed=False,
+                                             action="skipped", problems=["a compaction, not a contribution: "
+                                                                         "merge it on the Hub"]))
+            continue
         reporter.note(f"reviewing #{discussion.num} {discussion.title} ...")
         result = review_one(hf_api, repo, discussion.num, discussion.title, known, token)
         _act(hf_api, repo, token, discussion, result, merge, close_invalid)
@@ -71,6 +81,10 @@ def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid:
             known = np.concatenate([known, result.hashes])
         results.append(result)
     if any(result.action == "merged" for result in results):
+        threshold = compact.DEFAULT_THRESHOLD if compact_threshold is None else compact_threshold
+        if compact.needs_compaction(snapshot(hf_api, repo, "main", token), threshold):
+            done = compact.compact(repo, direct=True, token=token, progress=progress)
+            reporter.note(done.summary())
         card(repo, push=True, token=token)
     return results
 
