@@ -359,6 +359,38 @@ class Commands:
                          token=token, progress=_progress(quiet))
         print(result.summary())
 
+    def archive(self, *, repo: str | None = None, to: str | None = None, before: str | None = None,
+                axis: str | None = None, contributions: str | None = None, dry_run: bool = False,
+                token: str | None = None, quiet: bool = False):
+        """Maintainers: move chosen shards of the dataset to an archive dataset repo, never losing a row.
+
+        One commit on the archive repo (created if needed), a check of every moved row by id and
+        text hash, a tag on main at the state before the move, then one commit on main. If it is
+        interrupted, running the same command again finishes the move. The cards of both repos say
+        what lives where; `vdata pull --include-archive` and `vdata stats REPO --include-archive`
+        read both.
+
+        Examples:
+          vdata archive --repo my-org/vdata --to my-org/vdata-archive --before 2026-01-01
+          vdata archive --repo my-org/vdata --to my-org/vdata-archive --axis age --dry-run
+          vdata archive --repo my-org/vdata --to my-org/vdata-archive --contributions 0123456789abcdef
+
+        Args:
+          repo: Hub dataset repo (default $VDATA_REPO, the config file, else org/vdata).
+          to: the archive dataset repo.
+          before: shards whose contributions are all older than this date (YYYY-MM-DD).
+          axis: shards of this bias axis.
+          contributions: shards of these contribution ids (comma-separated).
+          dry_run: list the shards that would move; change nothing.
+          token: Hub token with write access to both repos (default HF_TOKEN or `hf auth login`).
+          quiet: print only the summary.
+        """
+        from vdata_hub.repo.archive import archive
+
+        result = archive(repo=repo, to=to, before=before, axis=axis, contributions=contributions, dry_run=dry_run,
+                         token=token, progress=_progress(quiet))
+        print(result.summary())
+
     def card(self, *, repo: str | None = None, push: bool = False, token: str | None = None,
              output: str | None = None):
         """Render the dataset card from the repo's contents; --push commits it.
@@ -404,7 +436,8 @@ class Commands:
 
     def pull(self, out: str, *, format: str | None = None, repo: str | None = None, revision: str | None = None,
              config: str | None = None, limit: int | None = None, sql: str | bool | None = None,
-             token: str | None = None, timeout: float = 600, max_size: str = "1GB", quiet: bool = False):
+             token: str | None = None, timeout: float = 600, max_size: str = "1GB", quiet: bool = False,
+             include_archive: bool = False):
         """Export rows of the Hub dataset, or a read-only SQL query's result, to a file.
 
         JSON Lines, text, CSV or Parquet. Reads only the Parquet row groups and columns the selection needs, straight from the Hub.
@@ -433,16 +466,19 @@ class Commands:
           timeout: stop the query after this many seconds.
           max_size: stop a result larger than this (500MB, 2GB, ...; 0 for no limit); no file is left.
           quiet: print only errors.
+          include_archive: also the rows moved to archive repos by `vdata archive`.
         """
         from vdata_hub.query.pull import pull
 
         result = pull(out=out, format=format, repo=repo, revision=revision, config=config, limit=limit, sql=sql,
-                      token=token, timeout=timeout, max_size=max_size, progress=_progress(quiet))
+                      token=token, timeout=timeout, max_size=max_size, progress=_progress(quiet),
+                      include_archive=include_archive)
         if not quiet:
             print(result.summary(), file=sys.stderr)
 
     def stats(self, dataset: str = "vdata-out", *, json: bool = False, chart: str | None = None,
-              revision: str | None = None, threshold: float | None = None, token: str | None = None):
+              revision: str | None = None, threshold: float | None = None, token: str | None = None,
+              include_archive: bool = False):
         """Balance statistics of a dataset or Hub repo: group mentions, pronouns, coverage.
 
         Also lengths, refusal rate and duplicates; imbalances are flagged when the largest count of a
@@ -462,10 +498,12 @@ class Commands:
           revision: Hub branch, tag, commit or refs/pr/N (Hub repos only).
           threshold: max/min ratio above which a distribution is flagged as imbalanced (default 2).
           token: Hub token for a private repo (default HF_TOKEN or `hf auth login`).
+          include_archive: for a Hub repo, also the rows it moved to archive repos (`vdata archive`).
         """
         from vdata_hub.repo.stats import format_stats, stats
 
-        result = stats(dataset=dataset, revision=revision, chart=chart, threshold=threshold, token=token)
+        result = stats(dataset=dataset, revision=revision, chart=chart, threshold=threshold, token=token,
+                       include_archive=include_archive)
         print(format_stats(result, as_json=json))
 
     eval = Eval()

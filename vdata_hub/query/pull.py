@@ -14,7 +14,7 @@ import os
 import shlex
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdata_hub import hub
@@ -58,28 +58,37 @@ class PullResult:
 
 @dataclass
 class DatasetLayout:
-    """The Parquet shards of one repo revision, pinned to its commit: {path in repo: size}."""
+    """The Parquet shards of one repo revision, pinned to its commit: {path in repo: size}; with
+    `archives`, the layouts of the archive repos holding rows this revision moved out."""
 
     repo: str
     commit: str
     shard_sizes: dict[str, int]
+    archives: list = field(default_factory=list)
 
     def url(self, path: str) -> str:
         return f"hf://datasets/{self.repo}@{self.commit}/{path}"
 
+    def parts(self) -> list["DatasetLayout"]:
+        return [self, *self.archives]
+
     def views(self) -> dict[str, list[str]]:
-        """View name -> hf:// file URLs: `vdata` over every shard, plus one view per axis."""
-        views = {ALL_ROWS_VIEW: [self.url(path) for path in self.shard_sizes]}
-        for axis, paths in layout.shards_by_axis(self.shard_sizes).items():
-            if axis != ALL_ROWS_VIEW:
-                views[axis] = [self.url(path) for path in paths]
+        """View name -> hf:// file URLs: `vdata` over every shard, plus one view per axis (main's
+        shards, then the archives')."""
+        views = {ALL_ROWS_VIEW: [part.url(path) for part in self.parts() for path in part.shard_sizes]}
+        for part in self.parts():
+            for axis, paths in layout.shards_by_axis(part.shard_sizes).items():
+                if axis != ALL_ROWS_VIEW:
+                    views.setdefault(axis, []).extend(part.url(path) for path in paths)
         return views
 
 
 def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sql=None, progress=False, *,
          token=None, timeout=DEFAULT_TIMEOUT_S, memory_limit=DEFAULT_MEMORY_LIMIT, threads=None,
-         max_size=DEFAULT_MAX_SIZE) -> PullResult:
+         max_size=DEFAULT_MAX_SIZE, include_archive=False) -> PullResult:
     """Write the selected rows (or the query's result) to OUT atomically; return what was written.
+
+    `include_archive` adds the rows the revision moved to archive repos (`vdata archive`) to every view.
 
     `max_size` (bytes, or "500MB", "2GB"; 0 or None: no limit) caps the result, in memory and in
     the file: a larger one stops with an error and leaves no file.
@@ -101,7 +110,7 @@ def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sq
     connecting = _in_background(new_connection, memory_limit)  # overlaps the Hub calls below
     with hub.errors(repo, token, "pulling", revision):
         try:
-            layout, query, views = _plan(out_path, repo, revision, config, limit, sql, token)
+            layout, query, views = _plan(out_path, repo, revision, config, limit, sql, token, include_archive)
             if threads is None:
                 threads = 1 if has_limit(query) else DEFAULT_THREADS
             filesystem = hub_filesystem(layout, token)
@@ -121,9 +130,9 @@ def pull(out, format=None, repo=None, revision=None, config=None, limit=None, sq
     return PullResult(out=str(out_path), format=output_format, rows=rows, repo=repo, commit=layout.commit)
 
 
-def _plan(out_path: Path, repo, revision, config, limit, sql, token):
+def _plan(out_path: Path, repo, revision, config, limit, sql, token, include_archive=False):
     """The pinned layout, the checked query, and the views it reads."""
-    layout = dataset_layout(repo, revision, token)
+    layout = dataset_layout(repo, revision, token, include_archive)
     views = layout.views()
     if sql is True:
         sql = edit_query(out_path, list(views))
@@ -170,19 +179,48 @@ def _config_query(config, views: dict[str, list[str]]) -> str:
     return f"SELECT * FROM {quote_identifier(config)}"
 
 
-def dataset_layout(repo: str, revision: str | None, token) -> DatasetLayout:
-    """Pin the revision to its commit and list its shards, data/<axis>/<contribution>.parquet.
+def dataset_layout(repo: str, revision: str | None, token, include_archive: bool = False) -> DatasetLayout:
+    """Pin the revision to its commit and list its shards (repo.layout's data files).
 
     One API call: the repo info at the revision carries its commit and, with `files_metadata`,
-    every file's size, both from the same snapshot.
+    every file's size, both from the same snapshot. `include_archive`: also the shards its archive
+    records say were moved to archive repos, each archive pinned to its current commit.
     """
     with hub.errors(repo, token, "reading the repo", revision):
         info = hub.dataset_info(hub.api(token), repo, revision, files_metadata=True)
     shard_sizes = {sibling.rfilename: sibling.size for sibling in info.siblings or []
                    if layout.is_shard(sibling.rfilename) and sibling.size}
-    if not shard_sizes:
+    result = DatasetLayout(repo=repo, commit=info.sha, shard_sizes=dict(sorted(shard_sizes.items())))
+    if include_archive:
+        result.archives = _archive_layouts(repo, info, token)
+    if not any(part.shard_sizes for part in result.parts()):
         raise HubError(f"{repo}@{revision or 'main'} has no Parquet shards under data/<axis>/: nothing to pull")
-    return DatasetLayout(repo=repo, commit=info.sha, shard_sizes=dict(sorted(shard_sizes.items())))
+    return result
+
+
+def _archive_layouts(repo: str, info, token) -> list[DatasetLayout]:
+    """Layouts of the archive repos, limited to the shards the archive records of `info` name."""
+    import json
+
+    from huggingface_hub import HfApi
+
+    from vdata_hub.hub import errors
+
+    api = HfApi(token=token)
+    moved: dict[str, set] = {}
+    with errors(repo, token, "reading the archive records"):
+        for sibling in info.siblings or []:
+            if layout.is_archive_record(sibling.rfilename):
+                local = api.hf_hub_download(repo, sibling.rfilename, repo_type="dataset", revision=info.sha)
+                record = json.loads(Path(local).read_text(encoding="utf-8"))
+                moved.setdefault(record["archive_repo"], set()).update(record["shards"])
+    layouts = []
+    for archive_repo, paths in sorted(moved.items()):
+        with hub.errors(archive_repo, token, "reading the archive repo"):
+            archived = hub.dataset_info(api, archive_repo, None, files_metadata=True)
+        sizes = {s.rfilename: s.size for s in archived.siblings or [] if s.rfilename in paths and s.size}
+        layouts.append(DatasetLayout(repo=archive_repo, commit=archived.sha, shard_sizes=dict(sorted(sizes.items()))))
+    return layouts
 
 
 def edit_query(out_path: Path, views: list[str]) -> str:

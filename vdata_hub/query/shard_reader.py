@@ -240,8 +240,8 @@ def hub_filesystem(layout, token):
     executor = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="vdata-pull-read")
     headers = build_hf_headers(token=token)
 
-    def fetcher(path: str):
-        url = hf_hub_url(layout.repo, path, repo_type="dataset", revision=layout.commit, endpoint=constants.ENDPOINT)
+    def fetcher(part, path: str):
+        url = hf_hub_url(part.repo, path, repo_type="dataset", revision=part.commit, endpoint=constants.ENDPOINT)
 
         def fetch(start: int, end: int) -> bytes:
             response = http_backoff("GET", url, headers={**headers, "range": f"bytes={start}-{end - 1}"},
@@ -250,8 +250,9 @@ def hub_filesystem(layout, token):
             return response.content
         return fetch
 
-    readers = {layout.url(path)[len("hf://"):]: ShardReader(size, fetcher(path), executor)
-               for path, size in layout.shard_sizes.items()}
+    parts = layout.parts() if hasattr(layout, "parts") else [layout]  # with the archive repos' shards
+    readers = {part.url(path)[len("hf://"):]: ShardReader(size, fetcher(part, path), executor)
+               for part in parts for path, size in part.shard_sizes.items()}
 
     def pinned(path) -> str | None:
         """The path's name when it is one of the pinned shards, else None."""

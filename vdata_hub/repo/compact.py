@@ -212,7 +212,7 @@ def row_keys(table) -> np.ndarray:
     return mix64(id_hash ^ mix64(text_hash))
 
 
-class _Downloads:
+class Downloads:
     """Input shards downloaded DOWNLOAD_AHEAD ahead of the one being read, deleted once read."""
 
     def __init__(self, hf_api, snap: Snapshot, paths: list[str], folder: Path):
@@ -298,7 +298,7 @@ def rewrite(hf_api, snap: Snapshot, plan: Plan, folder: Path, result: Compaction
 
     additions = []
     inputs = plan.inputs
-    downloads = _Downloads(hf_api, snap, inputs, folder / "in")
+    downloads = Downloads(hf_api, snap, inputs, folder / "in")
     out = folder / "out"
     out.mkdir()
     progress = tqdm(total=snap.size(inputs), unit="B", unit_scale=True, desc="compact", disable=quiet)
