@@ -114,3 +114,35 @@ def test_card_shows_balance_statistics_of_the_rows_on_main(hub, tmp_path):
                      "mentions in gender: a woman 1 vs a nonbinary person 0 (max/min inf > 2)"):
         assert expected in text, expected
     assert open(api.hf_hub_download(repo, "README.md", repo_type="dataset")).read() == text
+
+
+def test_card_reads_no_data_and_shows_each_month(hub, tmp_path):
+    """Per month: rows, contributions, cost and data size; refreshing reads manifests and records,
+    never a Parquet file; after compaction, one record instead of the compacted manifests."""
+    from datetime import datetime, timezone
+
+    from tests.test_archive import contribute_on, gender_or_religion
+    from tests.test_compact import rows
+    from vdata_hub.repo.compact import compact
+
+    repo = f"org/card-{uuid.uuid4().hex[:8]}"
+    init_repo(repo, token=hub.token)
+    contribute_on(hub, repo, tmp_path, datetime(2026, 9, 2, tzinfo=timezone.utc),
+                  [rows(gender_or_religion, 6, 0), rows(gender_or_religion, 4, 50)])
+    contribute_on(hub, repo, tmp_path, datetime(2026, 10, 20, tzinfo=timezone.utc), [rows(gender_or_religion, 5, 90)])
+    hub.clear_requests()
+    text = card(repo=repo, token=hub.token)
+    fetched = [r["path"] for r in hub.requests() if "/resolve/" in r["path"]]
+    assert fetched and not any("/data/" in path for path in fetched), fetched
+    assert "| 2026-09 | 10 | 2 | $0.00 |" in text and "| 2026-10 | 5 | 1 | $0.00 |" in text
+    assert "**15** rows" in text and "<!-- vdata-storage: {" in text
+
+    compact(repo, direct=True, token=hub.token, quiet=True)
+    hub.clear_requests()
+    again = card(repo=repo, token=hub.token)
+    fetched = [r["path"] for r in hub.requests() if "/resolve/" in r["path"]]
+    assert not any("/data/" in path or "/contributions/" in path for path in fetched), fetched
+    assert any("/compactions/" in path for path in fetched)
+    assert "15 rows from 3 contribution(s)" in again and "**15** rows" in again
+    assert again.split("## Balance statistics")[1].split("## Layout")[0] == \
+        text.split("## Balance statistics")[1].split("## Layout")[0]

@@ -23,14 +23,15 @@ def repo(hub):
     return name
 
 
-def hand_made_pr(hub, repo, tmp_path, rows, extra=None, token=None):
+def hand_made_pr(hub, repo, tmp_path, rows, extra=None, token=None, manifest=None):
     """A PR opened without vdata contribute: one shard, a manifest, and optional extra files."""
     table = records_to_table(rows)
     cid = contribution_hash(table.column("text_hash").to_numpy())
     shard = tmp_path / f"{cid}.parquet"
     pq.write_table(table, shard)
+    manifest = {"rows": len(rows), **(manifest or {})}
     operations = [CommitOperationAdd(f"data/gender/{cid}.parquet", str(shard)),
-                  CommitOperationAdd(f"contributions/{cid}.json", json.dumps({"rows": len(rows)}).encode())]
+                  CommitOperationAdd(f"contributions/{cid}.json", json.dumps(manifest).encode())]
     operations += [CommitOperationAdd(path, content) for path, content in (extra or {}).items()]
     info = HfApi(token=token or hub.token).create_commit(repo, operations, commit_message="hand-made",
                                                          repo_type="dataset", create_pr=True)
@@ -83,3 +84,16 @@ def test_review_single_pr_without_merge_only_comments(hub, repo, tmp_path):
     assert reviewed.passed and reviewed.action == "commented"
     status, texts = comments(hub, repo, num)
     assert status in ("open", "draft") and any("can be merged" in t for t in texts)
+
+
+def test_a_manifest_whose_balance_counts_lie_fails(hub, repo, tmp_path):
+    from vdata_hub.repo.balance import count_batch
+
+    rows = [make_row(11), make_row(12)]
+    honest = {**count_batch(records_to_table(rows)), "duplicates": 0}
+    inflated = {**honest, "mentions": {"gender": {"a woman": 1000}}}
+    good = hand_made_pr(hub, repo, tmp_path, rows, manifest={"balance": honest})
+    bad = hand_made_pr(hub, repo, tmp_path, [make_row(13), make_row(14)], manifest={"balance": inflated})
+    results = {r.num: r for r in review(repo=repo, token=hub.token, quiet=True)}
+    assert results[good].passed, results[good].summary()
+    assert "balance counts do not match the rows" in " ".join(results[bad].problems)

@@ -146,7 +146,18 @@ def _consistency(local: dict, shards: list, manifests: list, report) -> list:
             continue
         if manifest.get("rows") != report.total:
             problems.append(f"{path} says {manifest.get('rows')} rows, the shards hold {report.total}")
+        elif "balance" in manifest and manifest["balance"] != _balance_of([local[p] for p in shards]):
+            problems.append(f"{path}: its balance counts do not match the rows (the card sums them)")
     return problems
+
+
+def _balance_of(paths: list) -> dict:
+    """balance counts of the rows of local shards, as `contribute` computes them for the manifest."""
+    import pyarrow.parquet as pq
+
+    from vdata_hub.repo.stats import count_rows
+
+    return count_rows(batch for path in paths for batch in pq.ParquetFile(path).iter_batches(batch_size=8192))
 
 
 def pr_changes(hf_api, repo: str, revision: str, token: str | None) -> tuple[dict, list]:
