@@ -169,3 +169,20 @@ def test_rerun_after_main_was_compacted_meanwhile_leaves_no_duplicate_in_the_arc
     assert everything(repo, to) == before  # the interrupted move's copies were removed
     archived = [p for p in state(hub, to)[1] if layout.is_shard(p)]
     assert archived == sorted(result.shards) and all(layout.compacted_shard(p) for p in archived)
+
+
+@pytest.mark.parametrize("step", ["archive_commit", "main_commit"])
+def test_a_lost_answer_to_a_commit_that_landed_is_detected(hub, repos, step):
+    repo, to = repos
+    before = loaded(repo)
+    target = to if step == "archive_commit" else repo
+    hub.clear_requests()
+    hub.fail_next("POST", rf"/api/datasets/{target}/commit/", 504, when="after")
+    try:
+        result = archive(repo, to=to, axis="religion", token=hub.token, quiet=True)
+    finally:
+        hub.clear_faults()
+    assert any(r["status"] == 504 for r in hub.requests())  # the fault did fire
+    assert result.status == "archived"
+    assert sorted(loaded(repo) + loaded(to)) == before
+    assert len(HfApi(token=hub.token).list_repo_commits(to, repo_type="dataset")) == 2  # creation + one move

@@ -183,3 +183,18 @@ def test_review_merge_compacts_past_the_threshold(hub, tmp_path):
     assert not any(layout.contributed_shard(p) for p in files)
     assert [p for p in files if layout.is_shard(p)] and any(layout.is_compaction_record(p) for p in files)
     assert len(loaded(name)) == 24
+
+
+def test_a_lost_answer_to_a_commit_that_landed_is_not_a_second_compaction(hub, repo):
+    before = loaded(repo)
+    commits = len(HfApi(token=hub.token).list_repo_commits(repo, repo_type="dataset"))
+    hub.clear_requests()
+    hub.fail_next("POST", r"/commit/main", 504, when="after")  # the commit lands, the answer is lost
+    try:
+        result = compact(repo, direct=True, token=hub.token, quiet=True)
+    finally:
+        hub.clear_faults()
+    assert any(r["status"] == 504 for r in hub.requests())  # the fault did fire
+    assert result.status == "compacted"
+    assert len(HfApi(token=hub.token).list_repo_commits(repo, repo_type="dataset")) == commits + 1
+    assert loaded(repo) == before
