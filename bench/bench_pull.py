@@ -138,8 +138,10 @@ def build_dataset(api, repo: str, megabytes: int, workdir: Path) -> int:
         for path_in_repo, (local_path, _) in shards.items():
             total += local_path.stat().st_size
             operations.append(CommitOperationAdd(path_in_repo, str(local_path)))
-    card = "---\nconfigs:\n- config_name: default\n  default: true\n  data_files: data/*/*.parquet\n"
-    card += "".join(f"- config_name: {axis}\n  data_files: data/{axis}/*.parquet\n" for axis in AXES) + "---\n"
+    from vdata_hub.repo import layout
+
+    card = f"---\nconfigs:\n- config_name: default\n  default: true\n  data_files: {layout.config_pattern()}\n"
+    card += "".join(f"- config_name: {axis}\n  data_files: {layout.config_pattern(axis)}\n" for axis in AXES) + "---\n"
     operations.append(CommitOperationAdd("README.md", card.encode()))
     api.create_commit(repo, operations=operations, commit_message="benchmark data", repo_type="dataset")
     return total

@@ -139,7 +139,7 @@ def test_a_failed_request_changes_nothing_and_a_rerun_finishes(hub, repo, failur
     if failure == "upload":
         hub.fail_next("PUT", r"^/lfs-upload/", 400, message="disk full")
     elif failure == "download":
-        hub.fail_next("HEAD", r"/resolve/[0-9a-f]{40}/data/religion/contributed/", 404, code="EntryNotFound")
+        hub.fail_next("GET", r"/resolve/[0-9a-f]{40}/data/religion/contributed/", 404, code="EntryNotFound")
     else:
         hub.fail_next("POST", r"/commit/main", 500, count=20)
     try:

@@ -38,7 +38,7 @@ from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, VdataError
 from vdata_hub.repo import layout
 from vdata_hub.repo.compact import KEY_COLUMNS, Downloads, row_keys, written_segments
-from vdata_hub.repo.snapshot import RepoFile, Snapshot, read_json, snapshot
+from vdata_hub.repo.snapshot import RepoFile, Snapshot, json_bytes, read_json, snapshot
 
 TITLE = "Archive"
 
@@ -235,7 +235,7 @@ def copy_to_archive(hf_api, snap: Snapshot, archive_repo: str, chosen: dict, rec
     records = [r for path, r in sorted(theirs.items()) if path not in unfinished and path != result.record_path]
     card = archive_card(archive_repo, snap.repo, records + [record],
                         sorted((set(target.shards()) - set(orphans)) | set(chosen)))
-    record_bytes = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
+    record_bytes = json_bytes(record)
     if not missing and not orphans and not unfinished and result.record_path in theirs:
         result.steps.append("the archive already held the shards")
         return target.commit
@@ -275,12 +275,12 @@ def _upload_copies(hf_api, snap: Snapshot, archive_repo: str, paths: list, folde
     try:
         for number, path in enumerate(paths):
             with hub.errors(snap.repo, token, f"reading {path}"):
-                local = downloads.get(number)
-            addition = CommitOperationAdd(path, str(local))
+                fetched = downloads.get(number)
+            addition = CommitOperationAdd(path, fetched if isinstance(fetched, bytes) else str(fetched))
             with hub.errors(archive_repo, token, "uploading to the archive repo"):
                 hub.with_retries(lambda: hf_api.preupload_lfs_files(archive_repo, [addition], repo_type="dataset"),
                                  retry_5xx=True)
-            local.unlink()
+            downloads.done(fetched)
             additions.append(addition)
     finally:
         downloads.close()
@@ -337,7 +337,7 @@ def remove_from_main(hf_api, snap: Snapshot, chosen: dict, record: dict, result:
                      files={p: f for p, f in snap.files.items() if p not in chosen})
     inputs.axes = sorted(after.shards_by_axis())
     card = card_text(hf_api, after, token, inputs)
-    operations = [CommitOperationAdd(result.record_path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()),
+    operations = [CommitOperationAdd(result.record_path, json_bytes(record)),
                   CommitOperationAdd(layout.CARD_FILE, card.encode()),
                   *[CommitOperationDelete(path) for path in sorted(chosen)]]
     title = f"{TITLE}: moved {len(chosen)} shard(s) ({record['rows']:,} rows) to {result.archive_repo}"

@@ -19,7 +19,6 @@ single hyphens ("34-year-old", "low-income" stay one word), which is what stats.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from functools import lru_cache
 
 import numpy as np
@@ -49,8 +48,36 @@ def _empty_lengths() -> dict:
     return {"min": None, "max": None, "sum": 0, "histogram": {}}
 
 
+def pack(counts: dict) -> dict:
+    """The counts as stored in manifests and records: the domain × axis × task cells as a dense
+    table ({"domains", "axes", "tasks", "counts"}: a tenth of the nested form's size)."""
+    cells = counts.get("cells", {})
+    if "counts" in cells:
+        return counts
+    domains = sorted(cells)
+    axes = sorted({axis for found in cells.values() for axis in found})
+    tasks = sorted({task for found in cells.values() for axes_ in found.values() for task in axes_})
+    dense = [cells.get(d, {}).get(a, {}).get(t, 0) for d in domains for a in axes for t in tasks]
+    return {**counts, "cells": {"domains": domains, "axes": axes, "tasks": tasks, "counts": dense}}
+
+
+def unpack_cells(cells: dict) -> dict:
+    """{domain: {axis: {task: rows}}} of packed or nested cells."""
+    if "counts" not in cells:
+        return cells
+    nested: dict = {}
+    values = iter(cells["counts"])
+    for domain in cells["domains"]:
+        for axis in cells["axes"]:
+            for task in cells["tasks"]:
+                count = next(values)
+                if count:
+                    nested.setdefault(domain, {}).setdefault(axis, {})[task] = count
+    return nested
+
+
 def merge(total: dict, part: dict) -> dict:
-    """Add the counts `part` into `total` (in place) and return `total`."""
+    """Add the counts `part` (nested or packed) into `total` (in place) and return `total`."""
     total["rows"] += part.get("rows", 0)
     total["augmented"] += part.get("augmented", 0)
     total["duplicates"] += part.get("duplicates", 0)
@@ -59,7 +86,7 @@ def merge(total: dict, part: dict) -> dict:
     for key in NESTED_KEYS:
         for axis, counts in part.get(key, {}).items():
             _add(total[key].setdefault(axis, {}), counts)
-    for domain, axes in part.get("cells", {}).items():
+    for domain, axes in unpack_cells(part.get("cells", {})).items():
         for axis, tasks in axes.items():
             _add(total["cells"].setdefault(domain, {}).setdefault(axis, {}), tasks)
     for key in ("chars", "words"):
@@ -225,6 +252,13 @@ class _Terms:
 
     def __init__(self, entries: list[tuple]):
         self.entries = entries  # (lower-case words, axis, group, exact words or None)
+        self.axis_names = sorted({axis for _, axis, _, _ in entries})
+        self.axis_of = np.array([self.axis_names.index(axis) for _, axis, _, _ in entries], np.int64)
+        self.exact = np.array([exact is not None for *_, exact in entries], bool)
+        longest = max(len(words) for words, *_ in entries)
+        # exact_words[j][e]: word j of term e as written (None past its end or for lower-case terms)
+        self.exact_words = [pa.array([(exact[j] if exact is not None and j < len(exact) else None)
+                                      for *_, exact in entries], pa.string()) for j in range(longest)]
         vocabulary = sorted({word for words, *_ in entries for word in words})
         self.vocabulary = pa.array(vocabulary, pa.string())
         code = {word: i + 1 for i, word in enumerate(vocabulary)}
@@ -290,10 +324,10 @@ def count_mentions(words: pa.Array, lower: pa.Array, rows: np.ndarray) -> dict:
 def _exact_case(words: pa.Array, start, length, entry, terms: _Terms) -> np.ndarray:
     """False for hits of terms written with a capital whose words in the text differ in case."""
     keep = np.ones(len(start), bool)
-    exact = np.flatnonzero([terms.entries[e][3] is not None for e in entry.tolist()])
+    exact = np.flatnonzero(terms.exact[entry])
     for offset in range(int(length[exact].max()) if len(exact) else 0):
         at = exact[length[exact] > offset]
-        expected = pa.array([terms.entries[e][3][offset] for e in entry[at].tolist()], pa.string())
+        expected = terms.exact_words[offset].take(pa.array(entry[at]))
         same = np.asarray(pc.equal(words.take(pa.array(start[at] + offset)), expected), bool)
         keep[at[~same]] = False
     return keep
@@ -302,9 +336,7 @@ def _exact_case(words: pa.Array, start, length, entry, terms: _Terms) -> np.ndar
 def _non_overlapping(start, length, entry, rows, terms: _Terms) -> dict:
     """Count hits per (axis, group): per text and axis, scanning words in order, the longest hit at
     a word counts and hides the hits that start inside it."""
-    axis_names = sorted({e[1] for e in terms.entries})
-    axis_of = {name: i for i, name in enumerate(axis_names)}
-    axis = np.array([axis_of[terms.entries[e][1]] for e in entry.tolist()], np.int64)
+    axis = terms.axis_of[entry]
     text = rows[start]
     order = np.lexsort((entry, -length, start, axis, text))
     start, length, entry, axis, text = start[order], length[order], entry[order], axis[order], text[order]
@@ -331,7 +363,8 @@ def _non_overlapping(start, length, entry, rows, terms: _Terms) -> dict:
                 else:
                     free_from = end[i]
     result: dict = {}
-    for e, count in Counter(entry[counted].tolist()).items():
+    found, counts = np.unique(entry[counted], return_counts=True)
+    for e, count in zip(found.tolist(), counts.tolist()):
         _words_, axis_name, group, _exact = terms.entries[e]
         result.setdefault(axis_name, {})
         result[axis_name][group] = result[axis_name].get(group, 0) + count

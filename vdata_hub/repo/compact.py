@@ -41,12 +41,14 @@ from vdata_hub import __version__, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, VdataError
 from vdata_hub.repo import balance, layout, shard_format
-from vdata_hub.repo.snapshot import Snapshot, read_json, snapshot
+from vdata_hub.repo.snapshot import Snapshot, json_bytes, read_json, snapshot
 
 DEFAULT_TARGET_BYTES = 256 * 2**20
 DEFAULT_THRESHOLD = 200  # contributed shards in one axis that make `review --merge` compact
 SMALL_FRACTION = 0.5  # a compacted shard under this share of the target is compacted again
 DOWNLOAD_AHEAD = 8  # input shards downloaded ahead of the one being read
+MEMORY_FETCH_BYTES = 32 * 2**20  # inputs up to this size are read into memory, larger ones to disk
+AHEAD_BYTES = 32 * 2**20  # input bytes fetched and decoded ahead of the one being written
 TITLE_PREFIX = "Compaction:"
 KEY_COLUMNS = ["id", "text_hash"]
 
@@ -159,12 +161,7 @@ def plan_compaction(hf_api, snap: Snapshot, records: dict, target_bytes: int, to
     SMALL_FRACTION of the target, when there are at least two; compacted ones first (oldest rows),
     then contributed ones by the date of their contribution."""
     plan = Plan()
-    small: dict[str, list[str]] = {}
-    for axis, paths in snap.shards_by_axis().items():
-        chosen = [p for p in paths if layout.contributed_shard(p)
-                  or (layout.compacted_shard(p) and snap.files[p].size < SMALL_FRACTION * target_bytes)]
-        if len(chosen) >= 2:
-            small[axis] = chosen
+    small = small_shards({path: snap.files[path].size for path in snap.shards()}, target_bytes)
     if not small:
         return plan
     manifest_paths = snap.manifests()
@@ -185,6 +182,18 @@ def plan_compaction(hf_api, snap: Snapshot, records: dict, target_bytes: int, to
                              key=lambda p: (plan.dates[layout.contributed_shard(p)[1]], p))
         plan.axes[axis] = compacted + contributed
     return plan
+
+
+def small_shards(sizes: dict[str, int], target_bytes: int) -> dict[str, list[str]]:
+    """{axis: shards to rewrite} of data files {path: size}: the contributed shards and the
+    compacted shards under SMALL_FRACTION of the target, for axes that have two or more."""
+    small: dict[str, list[str]] = {}
+    for axis, paths in layout.shards_by_axis(sizes).items():
+        chosen = [p for p in paths if layout.contributed_shard(p)
+                  or (layout.compacted_shard(p) and sizes[p] < SMALL_FRACTION * target_bytes)]
+        if len(chosen) >= 2:
+            small[axis] = chosen
+    return small
 
 
 def written_segments(records: dict) -> dict:
@@ -213,52 +222,109 @@ def row_keys(table) -> np.ndarray:
 
 
 class Downloads:
-    """Input shards downloaded DOWNLOAD_AHEAD ahead of the one being read, deleted once read."""
+    """Files of a snapshot fetched DOWNLOAD_AHEAD ahead of the one being used: small ones into
+    memory with one GET each, larger ones (over MEMORY_FETCH_BYTES) to a file in `folder`.
+    `get(i)` returns the bytes or the local path of the i-th; `done(x)` deletes a local file."""
 
     def __init__(self, hf_api, snap: Snapshot, paths: list[str], folder: Path):
-        self.pool = ThreadPoolExecutor(max_workers=DOWNLOAD_AHEAD, thread_name_prefix="vdata-compact-get")
-        self.hf_api, self.snap, self.folder = hf_api, snap, folder
+        from huggingface_hub import constants, hf_hub_url
+        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
+
+        headers = build_hf_headers(token=hf_api.token)
 
         def fetch(path):
-            return self.hf_api.hf_hub_download(snap.repo, path, repo_type="dataset", revision=snap.commit,
-                                               local_dir=str(folder))
-        self.futures = {}
-        self.paths = paths
-        self.fetch = fetch
-        for path in paths[:DOWNLOAD_AHEAD]:
-            self.futures[path] = self.pool.submit(fetch, path)
+            if snap.files[path].size > MEMORY_FETCH_BYTES:
+                return Path(hf_api.hf_hub_download(snap.repo, path, repo_type="dataset", revision=snap.commit,
+                                                   local_dir=str(folder)))
+            url = hf_hub_url(snap.repo, path, repo_type="dataset", revision=snap.commit, endpoint=constants.ENDPOINT)
+            response = http_backoff("GET", url, headers=headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
+            hf_raise_for_status(response)
+            return response.content
 
-    def get(self, index: int) -> Path:
+        self.pool = ThreadPoolExecutor(max_workers=DOWNLOAD_AHEAD, thread_name_prefix="vdata-compact-get")
+        self.paths, self.fetch = paths, fetch
+        self.futures = {path: self.pool.submit(fetch, path) for path in paths[:DOWNLOAD_AHEAD]}
+
+    def get(self, index: int):
         path = self.paths[index]
         ahead = index + DOWNLOAD_AHEAD
         if ahead < len(self.paths):
             self.futures[self.paths[ahead]] = self.pool.submit(self.fetch, self.paths[ahead])
-        return Path(self.futures.pop(path).result())
+        return self.futures.pop(path).result()
+
+    @staticmethod
+    def done(fetched) -> None:
+        if isinstance(fetched, Path):
+            fetched.unlink()
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _Inputs:
+    """The row groups of the input shards, in order: fetched and decoded by background threads
+    (Arrow decoding releases the GIL), at most AHEAD_BYTES of input in flight. Small shards are
+    read into memory; larger ones are downloaded to `folder` and read one row group at a time."""
+
+    def __init__(self, hf_api, snap: Snapshot, paths: list[str], folder: Path):
+        self.snap, self.paths = snap, paths
+        self.downloads = Downloads(hf_api, snap, [], folder)
+        self.pool = ThreadPoolExecutor(max_workers=DOWNLOAD_AHEAD, thread_name_prefix="vdata-compact-read")
+        self.futures, self.next, self.in_flight = {}, 0, 0
+
+    def _decode(self, path: str):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fetched = self.downloads.fetch(path)
+        if isinstance(fetched, bytes):
+            parquet = pq.ParquetFile(pa.BufferReader(fetched))
+            return [_canonical(parquet.read_row_group(i), path) for i in range(parquet.num_row_groups)]
+        return fetched
+
+    def _fill(self) -> None:
+        while self.next < len(self.paths) and (not self.futures or self.in_flight < AHEAD_BYTES):
+            path = self.paths[self.next]
+            self.futures[path] = self.pool.submit(self._decode, path)
+            self.in_flight += self.snap.files[path].size
+            self.next += 1
+
+    def __iter__(self):
+        import pyarrow.parquet as pq
+
+        for path in self.paths:
+            self._fill()
+            decoded = self.futures.pop(path).result()
+            self.in_flight -= self.snap.files[path].size
+            if isinstance(decoded, list):
+                yield path, iter(decoded)
+            else:
+                parquet = pq.ParquetFile(decoded)
+                yield path, (_canonical(parquet.read_row_group(i), path) for i in range(parquet.num_row_groups))
+                decoded.unlink()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class _AxisWriter:
     """Compacted shards of one axis: row groups of at most `row_group_bytes`, a new file once the
-    current one reaches `target_bytes`; each finished file is verified, uploaded and deleted."""
+    current one reaches `target_bytes`. Row groups are encoded by a background thread (one at a
+    time, while the next is assembled); each finished file goes to `finish(path, segments)`."""
 
-    def __init__(self, axis: str, folder: Path, target_bytes: int, row_group_bytes: int, finish):
+    def __init__(self, axis: str, folder: Path, target_bytes: int, row_group_bytes: int, finish, encoder):
         self.axis, self.folder = axis, folder
         self.target_bytes, self.row_group_bytes = target_bytes, row_group_bytes
-        self.finish = finish  # called with (local path, [[contribution id, rows, date], ...])
-        self.writer = None
-        self.pending, self.pending_bytes = [], 0
-        self.segments: list = []  # (contribution id, rows) in the current file
+        self.finish, self.encoder = finish, encoder
+        self.writer = self.path = self.encoding = None
+        self.pending, self.pending_bytes, self.pending_segments = [], 0, []
+        self.file_segments: list = []  # [contribution id, rows, date] of the file being written
         self.number = 0
 
-    def write(self, batch, contribution_id: str, date: str) -> None:
-        self.pending.append(batch)
-        self.pending_bytes += batch.nbytes
-        if self.segments and self.segments[-1][0] == contribution_id and self.segments[-1][2] == date:
-            self.segments[-1][1] += batch.num_rows
-        else:
-            self.segments.append([contribution_id, batch.num_rows, date])
+    def write(self, table, contribution_id: str, date: str) -> None:
+        self.pending.append(table)
+        self.pending_bytes += table.nbytes
+        _add_segment(self.pending_segments, [contribution_id, table.num_rows, date])
         if self.pending_bytes >= self.row_group_bytes:
             self._flush()
 
@@ -267,86 +333,113 @@ class _AxisWriter:
 
         if not self.pending:
             return
+        self._wait()
+        if self.writer is not None and self.path.stat().st_size >= self.target_bytes:
+            self._close_file()
         if self.writer is None:
             self.number += 1
             self.path = self.folder / f"{self.axis}-{self.number:05d}.parquet"
             self.writer = shard_format.open_writer(self.path)
-        self.writer.write_table(pa.concat_tables(self.pending))
-        self.pending, self.pending_bytes = [], 0
-        if self.path.stat().st_size >= self.target_bytes:
-            self._close_file()
+        for segment in self.pending_segments:
+            _add_segment(self.file_segments, segment)
+        table, writer = pa.concat_tables(self.pending), self.writer
+        self.pending, self.pending_bytes, self.pending_segments = [], 0, []
+        self.encoding = self.encoder.submit(writer.write_table, table)
+
+    def _wait(self) -> None:
+        if self.encoding is not None:
+            self.encoding.result()
+            self.encoding = None
 
     def _close_file(self) -> None:
         self.writer.close()
         self.writer = None
-        segments, self.segments = self.segments, []
+        segments, self.file_segments = self.file_segments, []
         self.finish(self.path, segments)
 
     def close(self) -> None:
         self._flush()
+        self._wait()
         if self.writer is not None:
             self._close_file()
+
+
+def _add_segment(segments: list, segment: list) -> None:
+    """Append [cid, rows, date], merged into the last one when it is the same contribution."""
+    if segments and segments[-1][0] == segment[0] and segments[-1][2] == segment[2]:
+        segments[-1][1] += segment[1]
+    else:
+        segments.append(list(segment))
 
 
 def rewrite(hf_api, snap: Snapshot, plan: Plan, folder: Path, result: CompactionResult, target_bytes: int,
             row_group_bytes: int, token: str | None, quiet: bool) -> list:
     """Stream every input of the plan into compacted shards; verify, upload and list them.
-    Returns the CommitOperationAdds of the uploaded shards."""
+    Returns the CommitOperationAdds of the uploaded shards. Reading, encoding and uploading run
+    in parallel (see _Inputs, _AxisWriter); the upload of a finished file also reads back its ids
+    and text hashes."""
     import pyarrow.parquet as pq
     from huggingface_hub import CommitOperationAdd
     from tqdm.auto import tqdm
 
-    additions = []
-    inputs = plan.inputs
-    downloads = Downloads(hf_api, snap, inputs, folder / "in")
+    additions, uploads, written_keys = [], [], {}
     out = folder / "out"
-    out.mkdir()
-    progress = tqdm(total=snap.size(inputs), unit="B", unit_scale=True, desc="compact", disable=quiet)
+    out.mkdir(parents=True)
+    encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vdata-compact-encode")
+    uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vdata-compact-upload")
+    inputs = _Inputs(hf_api, snap, plan.inputs, folder / "in")
+    progress = tqdm(total=snap.size(plan.inputs), unit="B", unit_scale=True, desc="compact", disable=quiet)
     per_contribution: dict = {}  # (cid, axis) -> rows read from contributed shards
+
+    def upload(local: Path, axis: str, segments: list) -> None:
+        written_keys.setdefault(axis, []).append(row_keys(pq.read_table(local, columns=KEY_COLUMNS)))
+        path = output_path(axis, segments)
+        result.written[path] = {"rows": sum(rows for _, rows, _ in segments), "bytes": local.stat().st_size,
+                                "segments": segments}
+        result.bytes_written += local.stat().st_size
+        addition = CommitOperationAdd(path, str(local))
+        with hub.errors(snap.repo, token, "uploading compacted shards"):
+            hub.with_retries(lambda: hf_api.preupload_lfs_files(snap.repo, [addition], repo_type="dataset"),
+                             retry_5xx=True)
+        local.unlink()
+        additions.append(addition)
+
+    def finish(local: Path, segments: list, axis: str) -> None:
+        for done in [u for u in uploads if u.done()]:
+            done.result()  # an upload that failed stops the compaction now
+        uploads.append(uploader.submit(upload, local, axis, segments))
+
     try:
-        position = 0
+        read_keys: dict = {}
+        rows_in = iter(inputs)
         for axis, paths in plan.axes.items():
-            read_keys, written_keys = [], []
-
-            def finish(local: Path, segments: list, axis=axis, written_keys=written_keys):
-                keys = row_keys(pq.read_table(local, columns=KEY_COLUMNS))
-                written_keys.append(keys)
-                path = output_path(axis, segments)
-                rows = sum(rows for _, rows, _ in segments)
-                result.written[path] = {"rows": rows, "bytes": local.stat().st_size, "segments": segments}
-                result.bytes_written += local.stat().st_size
-                addition = CommitOperationAdd(path, str(local))
-                with hub.errors(snap.repo, token, "uploading compacted shards"):
-                    hub.with_retries(lambda: hf_api.preupload_lfs_files(snap.repo, [addition], repo_type="dataset"),
-                                     retry_5xx=True)
-                local.unlink()
-                additions.append(addition)
-
-            writer = _AxisWriter(axis, out, target_bytes, row_group_bytes, finish)
-            for path in paths:
-                with hub.errors(snap.repo, token, f"reading {path}"):
-                    local = downloads.get(position)
-                position += 1
-                parquet = pq.ParquetFile(local)
-                contributed = layout.contributed_shard(path)
-                pieces = ([[contributed[1], None, plan.dates[contributed[1]]]] if contributed
-                          else [list(segment) for segment in plan.segments[path]])
-                rows_here = 0
-                for group in range(parquet.num_row_groups):
-                    table = _canonical(parquet.read_row_group(group), path)
-                    read_keys.append(row_keys(table))
-                    for cid, date, batch in _by_contribution(table, contributed, pieces):
-                        writer.write(batch, cid, date)
-                    rows_here += table.num_rows
+            writer = _AxisWriter(axis, out, target_bytes, row_group_bytes,
+                                 lambda local, segments, axis=axis: finish(local, segments, axis), encoder)
+            for _ in paths:
+                with hub.errors(snap.repo, token, "reading the shards"):
+                    path, tables = next(rows_in)
+                    contributed = layout.contributed_shard(path)
+                    pieces = ([[contributed[1], None, plan.dates[contributed[1]]]] if contributed
+                              else [list(segment) for segment in plan.segments[path]])
+                    rows_here = 0
+                    for table in tables:
+                        read_keys.setdefault(axis, []).append(row_keys(table))
+                        for cid, date, piece in _by_contribution(table, contributed, pieces):
+                            writer.write(piece, cid, date)
+                        rows_here += table.num_rows
                 result.replaced[path] = rows_here
                 if contributed:
                     per_contribution[contributed[::-1]] = rows_here
-                local.unlink()
                 progress.update(snap.files[path].size)
             writer.close()
-            _check_same_rows(axis, read_keys, written_keys)
+        for pending in uploads:
+            pending.result()
+        for axis in plan.axes:
+            _check_same_rows(axis, read_keys.get(axis, []), written_keys.get(axis, []))
     finally:
-        downloads.close()
+        inputs.close()
+        encoder.shutdown(wait=True, cancel_futures=True)
+        uploader.shutdown(wait=True, cancel_futures=True)
         progress.close()
     _check_manifests(per_contribution, plan)
     return additions
@@ -430,7 +523,7 @@ def compaction_record(snap: Snapshot, plan: Plan, records: dict, result: Compact
         "base_commit": snap.commit, "target_bytes": target_bytes,
         "rows": result.rows, "replaced": dict(sorted(result.replaced.items())),
         "written": dict(sorted(result.written.items())),
-        "contributions": [slim(m) for m in fresh], "balance": counts, "rows_without_balance": without,
+        "contributions": [slim(m) for m in fresh], "balance": balance.pack(counts), "rows_without_balance": without,
     }
 
 
@@ -448,7 +541,7 @@ def commit_compaction(hf_api, snap: Snapshot, result: CompactionResult, addition
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     operations = [*additions,
-                  CommitOperationAdd(result.record_path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()),
+                  CommitOperationAdd(result.record_path, json_bytes(record)),
                   *[CommitOperationDelete(path) for path in sorted(result.replaced)]]
     title = (f"{TITLE_PREFIX} {len(result.replaced)} shards ({result.rows:,} rows) into {len(result.written)}")
     description = ("Rewrites small shards into large ones with `vdata compact`; every row is kept exactly once "

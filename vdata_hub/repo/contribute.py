@@ -32,6 +32,7 @@ from vdata_hub.generation.records import ARROW_SCHEMA
 from vdata_hub.progress import ProgressArg, Reporter
 from vdata_hub.repo import balance, layout, shard_format
 from vdata_hub.repo.index import read_main_hashes
+from vdata_hub.repo.snapshot import json_bytes
 from vdata_hub.repo.validation import Rules, validate
 
 DEFAULT_LICENSE = DATASET_LICENSE
@@ -100,7 +101,7 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
         shards, stats = writer.shards(contribution_id), writer.stats
         manifest = build_manifest(contribution_id, stats, report, contributor)
         manifest_path = layout.manifest_path(contribution_id)
-        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        manifest_bytes = json_bytes(manifest)
         result.manifest = manifest
         result.files = {path: f"{rows} rows" for path, (_, rows) in shards.items()}
         result.files[manifest_path] = f"{len(manifest_bytes)} bytes"
@@ -281,7 +282,7 @@ def build_manifest(contribution_id: str, stats: dict, report, contributor: str) 
     """The contribution's public record: counts, models, tokens, cost, checks, and the balance
     counts of its rows (repo/balance.py), which the card sums. No paths, no secrets."""
     hashes = report.accepted_hashes()
-    counts = {**stats["balance"], "duplicates": int(len(hashes) - len(np.unique(hashes)))}
+    counts = balance.pack({**stats["balance"], "duplicates": int(len(hashes) - len(np.unique(hashes)))})
     return {
         "contribution_id": contribution_id,
         "rows": report.accepted,

@@ -90,6 +90,14 @@ def read_json(hf_api, snap: Snapshot, paths, token: str | None = None) -> dict[s
             return dict(pool.map(one, paths))
 
 
+def json_bytes(document: dict) -> bytes:
+    """How manifests and records are written: one top-level key a line, each value compact (the
+    card reads thousands of them; indenting their nested counts would double their size)."""
+    lines = [f"{json.dumps(key)}: {json.dumps(document[key], sort_keys=True, separators=(',', ':'))}"
+             for key in sorted(document)]
+    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
+
+
 def read_text(hf_api, snap: Snapshot, path: str, token: str | None = None) -> str | None:
     """A text file of the snapshot; None when it has no such file."""
     if path not in snap.files:
