@@ -146,3 +146,47 @@ def test_card_reads_no_data_and_shows_each_month(hub, tmp_path):
     assert "15 rows from 3 contribution(s)" in again and "**15** rows" in again
     assert again.split("## Balance statistics")[1].split("## Layout")[0] == \
         text.split("## Balance statistics")[1].split("## Layout")[0]
+
+
+@pytest.mark.parametrize("failure", ["manifest", "commit"])
+def test_an_interrupted_refresh_changes_nothing_and_a_rerun_pushes(hub, tmp_path, failure):
+    from vdata_hub.errors import HubError
+
+    repo = f"org/card-{uuid.uuid4().hex[:8]}"
+    init_repo(repo, token=hub.token)
+    api = HfApi(token=hub.token)
+    for number in range(3):  # merged without a card refresh: the card is stale
+        result = contribute_on_pr(hub, repo, tmp_path, [make_rows(number)])
+        api.merge_pull_request(repo, result, repo_type="dataset")
+    head, stale = api.repo_info(repo, repo_type="dataset").sha, readme(api, repo)
+    if failure == "manifest":
+        hub.fail_next("GET", r"/resolve/[0-9a-f]{40}/contributions/", 404, code="EntryNotFound")
+    else:
+        hub.fail_next("POST", rf"/api/datasets/{repo}/commit/main", 500, count=20)
+    try:
+        with pytest.raises(HubError):
+            card(repo=repo, push=True, token=hub.token)
+    finally:
+        hub.clear_faults()
+    assert api.repo_info(repo, repo_type="dataset").sha == head and readme(api, repo) == stale
+    text = card(repo=repo, push=True, token=hub.token)
+    assert readme(api, repo) == text and "3 contribution(s)" in text
+
+
+def make_rows(number):
+    from tests.test_validation import make_row
+
+    return [make_row(1000 * number + i, system_prompt=f"card test {uuid.uuid4().hex[:6]}") for i in range(4)]
+
+
+def contribute_on_pr(hub, repo, tmp_path, batches):
+    from tests.test_contribute import save_dataset
+    from vdata_hub.repo.contribute import contribute
+
+    [batch] = batches
+    result = contribute(save_dataset(tmp_path / uuid.uuid4().hex[:6], batch), repo=repo, token=hub.token, quiet=True)
+    return int(result.pr_url.rsplit("/", 1)[1])
+
+
+def readme(api, repo):
+    return open(api.hf_hub_download(repo, "README.md", repo_type="dataset", force_download=True)).read()

@@ -355,7 +355,7 @@ def remove_from_main(hf_api, snap: Snapshot, chosen: dict, record: dict, result:
         with hub.errors(snap.repo, token, "removing the archived shards from main"):
             outcome = hub.with_retries(commit, retry_5xx=True, before_retry=landed)
     except HubError as exc:
-        if "412" in str(exc):
+        if "(412" in str(exc):
             raise HubError(f"main of {snap.repo} changed during the move; run the same `vdata archive` again "
                            "(the archive already holds the shards)") from None
         raise

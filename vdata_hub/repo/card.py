@@ -24,7 +24,7 @@ from pathlib import Path
 
 from vdata_hub import DATASET_LICENSE, hub
 from vdata_hub.config import resolve_repo
-from vdata_hub.errors import VdataError
+from vdata_hub.errors import HubError, VdataError
 from vdata_hub.repo import balance, layout
 from vdata_hub.repo.snapshot import Snapshot, read_json, read_text, snapshot
 from vdata_hub.resources import CARD_DIR
@@ -37,6 +37,7 @@ STORAGE_MARK = "vdata-storage"
 LICENSE = DATASET_LICENSE
 NO_BALANCE = "No rows yet: the balance statistics appear here once contributions are merged."
 SLIM_DROP = ("balance", "validation")  # manifest fields that compaction records do not repeat
+PUSH_ATTEMPTS = 3  # main moved between reading the inputs and pushing: read again
 
 
 @dataclass
@@ -256,20 +257,26 @@ def storage_by_month(hf_api, snap: Snapshot, readme: str | None, months: list[st
 
 def card(repo: str | None = None, push: bool = False, token: str | None = None, output: str | None = None) -> str:
     """Render the card of `repo` from its manifests, compaction and archive records (never the
-    rows); write it to `output`; with `push`, commit it to main (no commit when nothing changed).
-    Returns the card text."""
+    rows); write it to `output`; with `push`, commit it to main (no commit when nothing changed;
+    made again from the new state if main moved in between). Returns the card text."""
     repo = resolve_repo(repo)
     hf_api = hub.api(token)
-    snap = snapshot(hf_api, repo, "main", token)  # every input from the same commit
-    text = card_text(hf_api, snap, token)
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
-    if push and text != read_text(hf_api, snap, layout.CARD_FILE, token):
-        with hub.errors(repo, token, "pushing the card"):
-            hub.with_retries(lambda: hf_api.upload_file(path_or_fileobj=text.encode(), path_in_repo=layout.CARD_FILE,
-                                                        repo_id=repo, repo_type="dataset",
-                                                        commit_message="Refresh the dataset card",
-                                                        parent_commit=snap.commit))
+    for attempt in range(PUSH_ATTEMPTS):
+        snap = snapshot(hf_api, repo, "main", token)  # every input from the same commit
+        text = card_text(hf_api, snap, token)
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        if not push or text == read_text(hf_api, snap, layout.CARD_FILE, token):
+            return text
+        try:
+            with hub.errors(repo, token, "pushing the card"):
+                hub.with_retries(lambda: hf_api.upload_file(
+                    path_or_fileobj=text.encode(), path_in_repo=layout.CARD_FILE, repo_id=repo, repo_type="dataset",
+                    commit_message="Refresh the dataset card", parent_commit=snap.commit))
+            return text
+        except HubError as exc:
+            if "(412" not in str(exc) or attempt == PUSH_ATTEMPTS - 1:
+                raise
     return text
 
 

@@ -567,7 +567,7 @@ def commit_compaction(hf_api, snap: Snapshot, result: CompactionResult, addition
         with hub.errors(snap.repo, token, "committing the compaction"):
             outcome = hub.with_retries(commit, retry_5xx=True, before_retry=landed)
     except HubError as exc:
-        if "412" in str(exc):
+        if "(412" in str(exc):
             raise HubError(f"main of {snap.repo} changed while compacting; run `vdata compact` again") from None
         raise
     if not hasattr(outcome, "oid"):  # found landed after a failed try: main's commit, or the PR's URL
