@@ -186,3 +186,18 @@ def test_a_lost_answer_to_a_commit_that_landed_is_detected(hub, repos, step):
     assert result.status == "archived"
     assert sorted(loaded(repo) + loaded(to)) == before
     assert len(HfApi(token=hub.token).list_repo_commits(to, repo_type="dataset")) == 2  # creation + one move
+
+
+def test_cli_archive(hub, repos, capsys, monkeypatch):
+    from vdata_hub.cli import main
+
+    repo, to = repos
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    main(["archive", "--repo", repo, "--to", to, "--axis", "religion", "--dry-run"])
+    assert "dry run: would move 4 shard(s)" in capsys.readouterr().out
+    main(["archive", "--repo", repo, "--to", to, "--before", "2025-12-01", "--quiet"])
+    printed = capsys.readouterr().out
+    assert "moved 4 shard(s) (20 rows)" in printed and "tagged archive-" in printed
+    with pytest.raises(SystemExit):
+        main(["archive", "--repo", repo, "--to", to, "--before", "last week"])
+    assert "expected a date" in capsys.readouterr().err

@@ -198,3 +198,13 @@ def test_a_lost_answer_to_a_commit_that_landed_is_not_a_second_compaction(hub, r
     assert result.status == "compacted"
     assert len(HfApi(token=hub.token).list_repo_commits(repo, repo_type="dataset")) == commits + 1
     assert loaded(repo) == before
+
+
+def test_cli_compact(hub, repo, capsys, monkeypatch):
+    from vdata_hub.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    main(["compact", "--repo", repo, "--dry-run"])
+    assert "dry run: would compact 8 shard(s)" in capsys.readouterr().out
+    main(["compact", "--repo", repo, "--direct", "--quiet"])
+    assert "compacted 8 shard(s) (48 rows" in capsys.readouterr().out
