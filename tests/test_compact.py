@@ -208,3 +208,15 @@ def test_cli_compact(hub, repo, capsys, monkeypatch):
     assert "dry run: would compact 8 shard(s)" in capsys.readouterr().out
     main(["compact", "--repo", repo, "--direct", "--quiet"])
     assert "compacted 8 shard(s) (48 rows" in capsys.readouterr().out
+
+
+def test_same_rows_sees_a_lost_a_duplicated_and_a_changed_row():
+    import pyarrow as pa
+
+    from vdata_hub.repo.compact import same_rows
+
+    keys = pa.table({"id": ["a", "b", "c"], "text_hash": [1, 2, 3]})
+    assert same_rows([keys.slice(2), keys.slice(0, 2)], [keys])
+    assert not same_rows([keys], [keys.slice(0, 2)])  # lost
+    assert not same_rows([keys], [keys, keys.slice(0, 1)])  # duplicated
+    assert not same_rows([keys], [pa.table({"id": ["a", "b", "c"], "text_hash": [1, 3, 2]})])  # texts swapped

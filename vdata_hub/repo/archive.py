@@ -31,13 +31,12 @@ from dataclasses import dataclass, field
 from datetime import date as Date, datetime, timezone
 from pathlib import Path
 
-import numpy as np
 
 from vdata_hub import __version__, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, VdataError
 from vdata_hub.repo import layout
-from vdata_hub.repo.compact import KEY_COLUMNS, Downloads, row_keys, written_segments
+from vdata_hub.repo.compact import KEY_COLUMNS, Downloads, row_keys, same_rows, written_segments
 from vdata_hub.repo.snapshot import RepoFile, Snapshot, json_bytes, read_json, snapshot
 
 TITLE = "Archive"
@@ -98,8 +97,8 @@ def archive(repo: str | None = None, to: str | None = None, before: str | None =
         result.status = "dry_run"
         return result
     _say(quiet, f"reading the ids and text hashes of {len(chosen)} shard(s) of {repo} ...")
-    keys = {path: np.sort(remote_keys(repo, snap.commit, path, token)) for path in sorted(chosen)}
-    result.shards = {path: len(found) for path, found in keys.items()}
+    keys = {path: remote_keys(repo, snap.commit, path, token) for path in sorted(chosen)}
+    result.shards = {path: found.num_rows for path, found in keys.items()}
     move_id = _move_id(snap, chosen, to)
     result.tag, result.record_path = f"archive-{move_id}", layout.archive_record_path(*move_id.split("-"))
     record = move_record(snap, chosen, result.shards, to, result.tag, before, axis, contribution_ids)
@@ -287,8 +286,8 @@ def _upload_copies(hf_api, snap: Snapshot, archive_repo: str, paths: list, folde
     return additions
 
 
-def remote_keys(repo: str, commit: str, path: str, token: str | None) -> np.ndarray:
-    """row_keys of one shard read with range requests (its footer and the id and text_hash columns)."""
+def remote_keys(repo: str, commit: str, path: str, token: str | None):
+    """row_keys of one shard, read with range requests (its footer, and the id and text_hash columns)."""
     import pyarrow.parquet as pq
     from huggingface_hub import HfFileSystem
 
@@ -307,9 +306,7 @@ def verify(hf_api, snap: Snapshot, archive_repo: str, archive_commit: str, keys:
             if archived.files.get(path, RepoFile(0, "")).oid != snap.files[path].oid:
                 raise HubError(f"{archive_repo} does not hold {path} as on {snap.repo}; main was not changed, "
                                "run the same `vdata archive` again")
-            ours = keys[path]
-            theirs = np.sort(remote_keys(archive_repo, archived.commit, path, token))
-            if not np.array_equal(ours, theirs):
+            if not same_rows([keys[path]], [remote_keys(archive_repo, archived.commit, path, token)]):
                 raise HubError(f"{path}: the rows in {archive_repo} differ from {snap.repo}'s; main was not changed")
 
 

@@ -6,7 +6,7 @@ the small shards of main at one commit (contributed shards, and compacted shards
 target size), streams their row groups in contribution-date order into shards of about
 `target_bytes` (row groups of at most shard_format.ROW_GROUP_BYTES of Arrow data, page index,
 content-defined chunking), checks that the new shards hold exactly the rows it read (the id and
-text hash of every row, compared as sorted 64-bit keys) and that each contribution's rows per
+text hash of every row, both sides sorted and compared) and that each contribution's rows per
 axis match its manifest, uploads them, and makes one commit that adds the new shards and a
 compaction record and deletes the replaced shards: as a pull request, or straight to main with
 `direct`. The commit names the commit it was planned on (`parent_commit`), so a main that moved
@@ -35,13 +35,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from vdata_hub import __version__, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, VdataError
 from vdata_hub.repo import balance, layout, shard_format
-from vdata_hub.repo.snapshot import Snapshot, json_bytes, read_json, snapshot
+from vdata_hub.repo.snapshot import Snapshot, fetch_bytes, json_bytes, read_json, snapshot
 
 DEFAULT_TARGET_BYTES = 256 * 2**20
 DEFAULT_THRESHOLD = 200  # contributed shards in one axis that make `review --merge` compact
@@ -209,16 +207,24 @@ def _today() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d")
 
 
-def row_keys(table) -> np.ndarray:
-    """One 64-bit key per row from its id and text hash: equal multisets of keys, equal rows."""
-    import xxhash
+def row_keys(table):
+    """The id and text hash of every row, as a table (one of the pieces `same_rows` compares)."""
+    return table.select(KEY_COLUMNS).replace_schema_metadata(None)
 
-    from vdata_hub.generation.records import mix64
 
-    ids = table.column("id").to_pylist()
-    id_hash = np.fromiter((xxhash.xxh64_intdigest(i.encode()) for i in ids), np.uint64, len(ids))
-    text_hash = np.asarray(table.column("text_hash").fill_null(0), np.int64).view(np.uint64)
-    return mix64(id_hash ^ mix64(text_hash))
+def same_rows(first: list, second: list) -> bool:
+    """Whether two lists of row_keys tables hold the same rows, each as often: both sorted by
+    id and text hash (Arrow's sort, in C++) and compared."""
+    import pyarrow as pa
+
+    def ordered(tables):
+        if not tables:
+            return pa.table({"id": pa.array([], pa.string()), "text_hash": pa.array([], pa.int64())})
+        keys = pa.concat_tables(tables).combine_chunks()
+        return keys.sort_by([("id", "ascending"), ("text_hash", "ascending")]).combine_chunks()
+
+    a, b = ordered(first), ordered(second)
+    return a.num_rows == b.num_rows and a.equals(b)
 
 
 class Downloads:
@@ -227,19 +233,11 @@ class Downloads:
     `get(i)` returns the bytes or the local path of the i-th; `done(x)` deletes a local file."""
 
     def __init__(self, hf_api, snap: Snapshot, paths: list[str], folder: Path):
-        from huggingface_hub import constants, hf_hub_url
-        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
-
-        headers = build_hf_headers(token=hf_api.token)
-
         def fetch(path):
             if snap.files[path].size > MEMORY_FETCH_BYTES:
                 return Path(hf_api.hf_hub_download(snap.repo, path, repo_type="dataset", revision=snap.commit,
                                                    local_dir=str(folder)))
-            url = hf_hub_url(snap.repo, path, repo_type="dataset", revision=snap.commit, endpoint=constants.ENDPOINT)
-            response = http_backoff("GET", url, headers=headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
-            hf_raise_for_status(response)
-            return response.content
+            return fetch_bytes(hf_api, snap.repo, snap.commit, path)
 
         self.pool = ThreadPoolExecutor(max_workers=DOWNLOAD_AHEAD, thread_name_prefix="vdata-compact-get")
         self.paths, self.fetch = paths, fetch
@@ -323,7 +321,7 @@ class _AxisWriter:
 
     def write(self, table, contribution_id: str, date: str) -> None:
         self.pending.append(table)
-        self.pending_bytes += table.nbytes
+        self.pending_bytes += table.get_total_buffer_size()
         _add_segment(self.pending_segments, [contribution_id, table.num_rows, date])
         if self.pending_bytes >= self.row_group_bytes:
             self._flush()
@@ -485,11 +483,10 @@ def output_path(axis: str, segments: list) -> str:
 
 
 def _check_same_rows(axis: str, read_keys: list, written_keys: list) -> None:
-    read = np.sort(np.concatenate(read_keys)) if read_keys else np.zeros(0, np.uint64)
-    written = np.sort(np.concatenate(written_keys)) if written_keys else np.zeros(0, np.uint64)
-    if read.shape != written.shape or not np.array_equal(read, written):
+    if not same_rows(read_keys, written_keys):
+        read, written = sum(t.num_rows for t in read_keys), sum(t.num_rows for t in written_keys)
         raise HubError(f"compaction of {axis}: the new shards do not hold exactly the rows read "
-                       f"({len(read)} read, {len(written)} written); nothing was committed")
+                       f"({read} read, {written} written); nothing was committed")
 
 
 def _check_manifests(per_contribution: dict, plan: Plan) -> None:

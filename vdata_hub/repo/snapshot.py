@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from vdata_hub import hub
 from vdata_hub.errors import HubError
@@ -71,14 +70,27 @@ def snapshot(hf_api, repo: str, revision: str = "main", token: str | None = None
     return Snapshot(repo=repo, commit=commit, files=files)
 
 
+def fetch_bytes(hf_api, repo: str, commit: str, path: str) -> bytes:
+    """A file of a commit, in one GET (no HEAD first, no cache: files addressed by commit never
+    change, and the small files read here are read once)."""
+    from huggingface_hub import constants, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
+
+    url = hf_hub_url(repo, path, repo_type="dataset", revision=commit, endpoint=constants.ENDPOINT)
+    response = http_backoff("GET", url, headers=build_hf_headers(token=hf_api.token),
+                            timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
+    hf_raise_for_status(response)
+    return response.content
+
+
 def read_json(hf_api, snap: Snapshot, paths, token: str | None = None) -> dict[str, dict]:
-    """{path: parsed JSON} of small files of the snapshot, downloaded in parallel."""
+    """{path: parsed JSON} of small files of the snapshot, fetched in parallel."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(path: str):
-        local = hf_api.hf_hub_download(snap.repo, path, repo_type="dataset", revision=snap.commit)
+        content = fetch_bytes(hf_api, snap.repo, snap.commit, path)
         try:
-            return path, json.loads(Path(local).read_text(encoding="utf-8"))
+            return path, json.loads(content.decode("utf-8"))
         except ValueError:
             raise HubError(f"{path} on {snap.repo} is not valid JSON; fix or remove it") from None
 
@@ -103,5 +115,4 @@ def read_text(hf_api, snap: Snapshot, path: str, token: str | None = None) -> st
     if path not in snap.files:
         return None
     with hub.errors(snap.repo, token, f"reading {path}"):
-        local = hf_api.hf_hub_download(snap.repo, path, repo_type="dataset", revision=snap.commit)
-    return Path(local).read_text(encoding="utf-8")
+        return fetch_bytes(hf_api, snap.repo, snap.commit, path).decode("utf-8")
