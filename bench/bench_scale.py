@@ -286,15 +286,15 @@ def child(op: str, args: list[str]) -> None:
     start, cpu = time.perf_counter(), cpu_seconds()
     extra = {}
     if op == "contribute":
-        result = contribute(args[0], repo=args[1], quiet=True)
+        result = contribute(args[0], repo=args[1])
         extra = {"pr": int(result.pr_url.rsplit("/", 1)[1]), "stages_s": {k: round(v, 2) for k, v in result.seconds.items()}}
     elif op == "review":
-        [result] = review(repo=args[0], pr=int(args[1]), quiet=True)
+        [result] = review(repo=args[0], pr=int(args[1]))
         extra = {"passed": result.passed, "summary": result.summary()}
     elif op == "card":
         extra = {"card_chars": len(card(args[0]))}
     elif op == "compact":
-        result = compact(args[0], target_bytes=int(args[1]), direct=True, quiet=True)
+        result = compact(args[0], target_bytes=int(args[1]), direct=True)
         extra = {"summary": result.summary(), "replaced": len(result.replaced), "written": len(result.written),
                  "rows": result.rows, "bytes_read": result.bytes_read, "bytes_written": result.bytes_written,
                  "stages_s": {k: round(v, 2) for k, v in result.seconds.items()}}
@@ -306,7 +306,7 @@ def child(op: str, args: list[str]) -> None:
         dataset.push_to_hub(args[1])
         extra = {"rows": dataset.num_rows}
     elif op == "pull":
-        result = pull(args[0], repo=args[1], sql=QUERY, quiet=True)
+        result = pull(args[0], repo=args[1], sql=QUERY)
         extra = {"rows": result.rows}
     seconds = time.perf_counter() - start
     print(json.dumps({"op_s": round(seconds, 2), "cpu_s": round(cpu_seconds() - cpu, 2),

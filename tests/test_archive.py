@@ -71,7 +71,7 @@ def test_archive_by_axis_moves_rows_and_keeps_them_reachable(hub, repos, tmp_pat
     repo, to = repos
     before = loaded(repo)
     religion = loaded(repo, "religion")
-    result = archive(repo, to=to, axis="religion", token=hub.token, quiet=True)
+    result = archive(repo, to=to, axis="religion", token=hub.token)
     assert result.status == "archived" and result.rows == len(religion) == 20
     assert loaded(to) == religion and loaded(to, "religion") == religion
     assert sorted(loaded(repo) + loaded(to)) == before  # every row exactly once
@@ -90,14 +90,14 @@ def test_archive_by_axis_moves_rows_and_keeps_them_reachable(hub, repos, tmp_pat
     assert f"# Archive of {repo}" in archive_card and "config_name: religion" in archive_card
 
     out = tmp_path / "all.jsonl"
-    assert pull(str(out), repo=repo, token=hub.token, quiet=True).rows == 20
-    assert pull(str(out), repo=repo, token=hub.token, quiet=True, include_archive=True).rows == 40
-    religion_only = pull(str(out), repo=repo, config="religion", token=hub.token, quiet=True, include_archive=True)
+    assert pull(str(out), repo=repo, token=hub.token).rows == 20
+    assert pull(str(out), repo=repo, token=hub.token, include_archive=True).rows == 40
+    religion_only = pull(str(out), repo=repo, config="religion", token=hub.token, include_archive=True)
     assert religion_only.rows == 20
     assert stats(repo, token=hub.token).rows == 20
     assert stats(repo, token=hub.token, include_archive=True).rows == 40
 
-    assert archive(repo, to=to, axis="religion", token=hub.token, quiet=True).status == "nothing"
+    assert archive(repo, to=to, axis="religion", token=hub.token).status == "nothing"
 
 
 def test_archive_before_a_date_after_compaction(hub, repos):
@@ -105,9 +105,9 @@ def test_archive_before_a_date_after_compaction(hub, repos):
     before = loaded(repo)
     with pytest.raises(VdataError, match="choose what to archive"):
         archive(repo, to=to, token=hub.token)
-    compact(repo, direct=True, token=hub.token, quiet=True)  # one compacted shard per axis, 2025-11 to 2026-02
-    assert archive(repo, to=to, before="2026-01-01", token=hub.token, quiet=True).status == "nothing"
-    result = archive(repo, to=to, before="2026-03-01", axis="gender", token=hub.token, quiet=True)
+    compact(repo, direct=True, token=hub.token)  # one compacted shard per axis, 2025-11 to 2026-02
+    assert archive(repo, to=to, before="2026-01-01", token=hub.token).status == "nothing"
+    result = archive(repo, to=to, before="2026-03-01", axis="gender", token=hub.token)
     assert result.status == "archived" and list(result.shards) == [
         p for p in state(hub, result.archive_repo)[1] if layout.is_shard(p)]
     assert sorted(loaded(repo) + loaded(to)) == before
@@ -118,9 +118,9 @@ def test_archive_by_contribution_refuses_to_split_a_compacted_shard(hub, repos):
     api = HfApi(token=hub.token)
     files = state(hub, repo)[1]
     first = sorted(layout.manifest_id(p) for p in files if layout.manifest_id(p))[0]
-    result = archive(repo, to=to, contributions=first, token=hub.token, quiet=True)
+    result = archive(repo, to=to, contributions=first, token=hub.token)
     assert set(result.shards) == {p for p in files if layout.contributed_shard(p) and first in p}
-    compact(repo, direct=True, token=hub.token, quiet=True)
+    compact(repo, direct=True, token=hub.token)
     second = sorted(layout.manifest_id(p) for p in files if layout.manifest_id(p))[1]
     with pytest.raises(VdataError, match="also holds rows of contribution"):
         archive(repo, to=to, contributions=second, token=hub.token)
@@ -142,11 +142,11 @@ def test_interrupted_move_loses_nothing_and_a_rerun_finishes(hub, repos, step):
     hub.fail_next(method, path, status, count=20)
     try:
         with pytest.raises(HubError):
-            archive(repo, to=to, axis="religion", token=hub.token, quiet=True)
+            archive(repo, to=to, axis="religion", token=hub.token)
     finally:
         hub.clear_faults()
     assert state(hub, repo)[:2] == before_main[:2]  # main untouched: every row still there
-    result = archive(repo, to=to, axis="religion", token=hub.token, quiet=True)
+    result = archive(repo, to=to, axis="religion", token=hub.token)
     assert result.status == "archived"
     if step in ("tag", "main_commit"):
         assert "the archive already held the shards" in result.steps  # the archive commit was not redone
@@ -159,12 +159,12 @@ def test_rerun_after_main_was_compacted_meanwhile_leaves_no_duplicate_in_the_arc
     hub.fail_next("POST", rf"/api/datasets/{repo}/commit/main", 500, count=20)
     try:
         with pytest.raises(HubError):
-            archive(repo, to=to, axis="religion", token=hub.token, quiet=True)
+            archive(repo, to=to, axis="religion", token=hub.token)
     finally:
         hub.clear_faults()
     assert everything(repo, to) == sorted(before + loaded(repo, "religion"))  # in both, never in neither
-    compact(repo, direct=True, token=hub.token, quiet=True)  # the shards the move chose are gone
-    result = archive(repo, to=to, axis="religion", token=hub.token, quiet=True)
+    compact(repo, direct=True, token=hub.token)  # the shards the move chose are gone
+    result = archive(repo, to=to, axis="religion", token=hub.token)
     assert result.status == "archived"
     assert everything(repo, to) == before  # the interrupted move's copies were removed
     archived = [p for p in state(hub, to)[1] if layout.is_shard(p)]
@@ -179,7 +179,7 @@ def test_a_lost_answer_to_a_commit_that_landed_is_detected(hub, repos, step):
     hub.clear_requests()
     hub.fail_next("POST", rf"/api/datasets/{target}/commit/", 504, when="after")
     try:
-        result = archive(repo, to=to, axis="religion", token=hub.token, quiet=True)
+        result = archive(repo, to=to, axis="religion", token=hub.token)
     finally:
         hub.clear_faults()
     assert any(r["status"] == 504 for r in hub.requests())  # the fault did fire

@@ -137,7 +137,7 @@ def test_card_reads_no_data_and_shows_each_month(hub, tmp_path):
     assert "| 2026-09 | 10 | 2 | $0.00 |" in text and "| 2026-10 | 5 | 1 | $0.00 |" in text
     assert "**15** rows" in text and "<!-- vdata-storage: {" in text
 
-    compact(repo, direct=True, token=hub.token, quiet=True)
+    compact(repo, direct=True, token=hub.token)
     hub.clear_requests()
     again = card(repo=repo, token=hub.token)
     fetched = [r["path"] for r in hub.requests() if "/resolve/" in r["path"]]
@@ -184,7 +184,7 @@ def contribute_on_pr(hub, repo, tmp_path, batches):
     from vdata_hub.repo.contribute import contribute
 
     [batch] = batches
-    result = contribute(save_dataset(tmp_path / uuid.uuid4().hex[:6], batch), repo=repo, token=hub.token, quiet=True)
+    result = contribute(save_dataset(tmp_path / uuid.uuid4().hex[:6], batch), repo=repo, token=hub.token)
     return int(result.pr_url.rsplit("/", 1)[1])
 
 

@@ -42,7 +42,7 @@ def contribute_and_merge(hub, repo, tmp_path, batches):
     api = HfApi(token=hub.token)
     for batch in batches:
         result = contribute(save_dataset(tmp_path / f"c{uuid.uuid4().hex[:6]}", batch), repo=repo,
-                            token=hub.token, quiet=True)
+                            token=hub.token)
         api.merge_pull_request(repo, int(result.pr_url.rsplit("/", 1)[1]), repo_type="dataset")
     card(repo, push=True, token=hub.token)
 
@@ -83,7 +83,7 @@ def test_compact_keeps_every_row_once_and_the_manifests(hub, repo, tmp_path):
                  for p in files if layout.manifest_id(p)}
     assert len(manifests) == 4 and sum(1 for p in files if layout.contributed_shard(p)) == 8
 
-    result = compact(repo, target_bytes=12_000, row_group_bytes=4_000, direct=True, token=hub.token, quiet=True)
+    result = compact(repo, target_bytes=12_000, row_group_bytes=4_000, direct=True, token=hub.token)
     assert result.status == "compacted" and result.rows == 48 and len(result.replaced) == 8
     assert len(result.written) >= 2, result.written  # the small target made several shards
     _, files, _ = state(hub, repo)
@@ -103,14 +103,14 @@ def test_compact_keeps_every_row_once_and_the_manifests(hub, repo, tmp_path):
     assert record["rows"] == 48 and len(record["contributions"]) == 4
     assert sum(s[1] for entry in record["written"].values() for s in entry["segments"]) == 48
 
-    assert compact(repo, direct=True, token=hub.token, quiet=True).status == "nothing"
+    assert compact(repo, direct=True, token=hub.token).status == "nothing"
 
 
 def test_compacting_again_folds_in_new_contributions_and_the_small_tail(hub, repo, tmp_path):
-    compact(repo, direct=True, token=hub.token, quiet=True)
+    compact(repo, direct=True, token=hub.token)
     contribute_and_merge(hub, repo, tmp_path, [rows(two_axes, 9, 400), rows(two_axes, 6, 500)])
     before = {None: loaded(repo), "religion": loaded(repo, "religion")}
-    second = compact(repo, direct=True, token=hub.token, quiet=True)
+    second = compact(repo, direct=True, token=hub.token)
     assert second.status == "compacted"
     assert any(layout.compacted_shard(p) for p in second.replaced)  # the small compacted tail, again
     _, files, _ = state(hub, repo)
@@ -124,10 +124,10 @@ def test_compacting_again_folds_in_new_contributions_and_the_small_tail(hub, rep
 
 def test_compaction_as_a_pull_request(hub, repo):
     before_state, before_rows = state(hub, repo), loaded(repo)
-    result = compact(repo, token=hub.token, quiet=True)
+    result = compact(repo, token=hub.token)
     assert result.status == "opened" and result.pr_url
     assert state(hub, repo)[:2] == before_state[:2]  # main untouched until the PR is merged
-    [skipped] = review(repo=repo, merge=True, token=hub.token, quiet=True)
+    [skipped] = review(repo=repo, merge=True, token=hub.token)
     assert skipped.action == "skipped"  # review does not judge a compaction as a contribution
     HfApi(token=hub.token).merge_pull_request(repo, int(result.pr_url.rsplit("/", 1)[1]), repo_type="dataset")
     assert loaded(repo) == before_rows
@@ -144,11 +144,11 @@ def test_a_failed_request_changes_nothing_and_a_rerun_finishes(hub, repo, failur
         hub.fail_next("POST", r"/commit/main", 500, count=20)
     try:
         with pytest.raises(HubError):
-            compact(repo, direct=True, token=hub.token, quiet=True)
+            compact(repo, direct=True, token=hub.token)
     finally:
         hub.clear_faults()
     assert state(hub, repo) == before_state  # no partial commit, no PR
-    assert compact(repo, direct=True, token=hub.token, quiet=True).status == "compacted"
+    assert compact(repo, direct=True, token=hub.token).status == "compacted"
     assert loaded(repo) == before_rows
 
 
@@ -164,11 +164,11 @@ def test_a_main_that_moved_meanwhile_is_refused(hub, repo, tmp_path, monkeypatch
 
     monkeypatch.setattr(compact_module, "rewrite", rewrite_while_someone_merges)
     with pytest.raises(HubError, match="changed while compacting"):
-        compact(repo, direct=True, token=hub.token, quiet=True)
+        compact(repo, direct=True, token=hub.token)
     monkeypatch.setattr(compact_module, "rewrite", real)
     _, files, _ = state(hub, repo)
     assert sum(1 for p in files if layout.contributed_shard(p)) == 10  # nothing compacted
-    assert compact(repo, direct=True, token=hub.token, quiet=True).status == "compacted"
+    assert compact(repo, direct=True, token=hub.token).status == "compacted"
 
 
 def test_review_merge_compacts_past_the_threshold(hub, tmp_path):
@@ -176,8 +176,8 @@ def test_review_merge_compacts_past_the_threshold(hub, tmp_path):
     init_repo(name, token=hub.token)
     for start in (0, 100, 200):
         contribute(save_dataset(tmp_path / f"c{start}", rows(lambda i: "gender", 8, start)), repo=name,
-                   token=hub.token, quiet=True)
-    results = review(repo=name, merge=True, token=hub.token, quiet=True, compact_threshold=3)
+                   token=hub.token)
+    results = review(repo=name, merge=True, token=hub.token, compact_threshold=3)
     assert [r.action for r in results] == ["merged"] * 3
     _, files, _ = state(hub, name)
     assert not any(layout.contributed_shard(p) for p in files)
@@ -191,7 +191,7 @@ def test_a_lost_answer_to_a_commit_that_landed_is_not_a_second_compaction(hub, r
     hub.clear_requests()
     hub.fail_next("POST", r"/commit/main", 504, when="after")  # the commit lands, the answer is lost
     try:
-        result = compact(repo, direct=True, token=hub.token, quiet=True)
+        result = compact(repo, direct=True, token=hub.token)
     finally:
         hub.clear_faults()
     assert any(r["status"] == 504 for r in hub.requests())  # the fault did fire

@@ -94,6 +94,6 @@ def test_a_manifest_whose_balance_counts_lie_fails(hub, repo, tmp_path):
     inflated = {**honest, "mentions": {"gender": {"a woman": 1000}}}
     good = hand_made_pr(hub, repo, tmp_path, rows, manifest={"balance": honest})
     bad = hand_made_pr(hub, repo, tmp_path, [make_row(13), make_row(14)], manifest={"balance": inflated})
-    results = {r.num: r for r in review(repo=repo, token=hub.token, quiet=True)}
+    results = {r.num: r for r in review(repo=repo, token=hub.token)}
     assert results[good].passed, results[good].summary()
     assert "balance counts do not match the rows" in " ".join(results[bad].problems)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date as Date, datetime, timezone
@@ -35,6 +34,7 @@ from pathlib import Path
 from vdata_hub import __version__, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, VdataError
+from vdata_hub.progress import ProgressArg, Reporter
 from vdata_hub.repo import layout
 from vdata_hub.repo.compact import KEY_COLUMNS, Downloads, row_keys, same_rows, written_segments
 from vdata_hub.repo.snapshot import RepoFile, Snapshot, json_bytes, read_json, snapshot
@@ -72,17 +72,19 @@ class ArchiveResult:
 
 def archive(repo: str | None = None, to: str | None = None, before: str | None = None, axis: str | None = None,
             contributions=None, dry_run: bool = False, token: str | None = None,
-            quiet: bool = False) -> ArchiveResult:
-    """Move the chosen shards of `repo`'s main to the archive repo `to` (see the module docstring)."""
+            progress: ProgressArg = False) -> ArchiveResult:
+    """Move the chosen shards of `repo`'s main to the archive repo `to` (see the module docstring).
+    `progress`: a note per step (see vdata_hub.progress)."""
     repo = resolve_repo(repo)
+    reporter = Reporter(progress)
     if not to:
-        raise VdataError("--to: name the archive dataset repo, e.g. my-org/vdata-archive")
+        raise VdataError("`to`: name the archive dataset repo, e.g. my-org/vdata-archive")
     if to == repo:
-        raise VdataError("--to must be another repo than --repo")
+        raise VdataError("`to` must be another repo than `repo`")
     contribution_ids = _contribution_list(contributions)
     cutoff = _cutoff(before)
     if cutoff is None and axis is None and not contribution_ids:
-        raise VdataError("choose what to archive: --before DATE, --axis AXIS and/or --contributions ID,...")
+        raise VdataError("choose what to archive: `before` (a date), `axis` and/or `contributions` (ids)")
     hf_api = hub.api(token)
     if not dry_run:
         hub.check_write_token(hf_api, repo, token)
@@ -96,25 +98,20 @@ def archive(repo: str | None = None, to: str | None = None, before: str | None =
     if dry_run:
         result.status = "dry_run"
         return result
-    _say(quiet, f"reading the ids and text hashes of {len(chosen)} shard(s) of {repo} ...")
+    reporter.note(f"reading the ids and text hashes of {len(chosen)} shard(s) of {repo} ...")
     keys = {path: remote_keys(repo, snap.commit, path, token) for path in sorted(chosen)}
     result.shards = {path: found.num_rows for path, found in keys.items()}
     move_id = _move_id(snap, chosen, to)
     result.tag, result.record_path = f"archive-{move_id}", layout.archive_record_path(*move_id.split("-"))
     record = move_record(snap, chosen, result.shards, to, result.tag, before, axis, contribution_ids)
     earlier = [records[path] for path in snap.archive_records()]
-    result.archive_commit = copy_to_archive(hf_api, snap, to, chosen, record, result, earlier, token, quiet)
+    result.archive_commit = copy_to_archive(hf_api, snap, to, chosen, record, result, earlier, token, reporter)
     verify(hf_api, snap, to, result.archive_commit, keys, token)
     tag_main(hf_api, snap, result, token)
     record["archive_commit"] = result.archive_commit
     result.main_commit = remove_from_main(hf_api, snap, chosen, record, result, token)
     result.status = "archived"
     return result
-
-
-def _say(quiet: bool, message: str) -> None:
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
 
 
 def _contribution_list(contributions) -> list[str]:
@@ -126,7 +123,7 @@ def _contribution_list(contributions) -> list[str]:
 
     bad = [i for i in ids if not re.fullmatch(layout.CONTRIBUTION_ID_PATTERN, i)]
     if bad:
-        raise VdataError(f"--contributions: not contribution ids (16 hex digits): {', '.join(bad)}")
+        raise VdataError(f"`contributions`: not contribution ids (16 hex digits): {', '.join(bad)}")
     return ids
 
 
@@ -137,7 +134,7 @@ def _cutoff(before) -> str | None:
     try:
         return Date.fromisoformat(str(before)).strftime("%Y%m%d")
     except ValueError:
-        raise VdataError(f"--before {before!r}: expected a date, YYYY-MM-DD") from None
+        raise VdataError(f"`before` {before!r}: expected a date, YYYY-MM-DD") from None
 
 
 def choose(hf_api, snap: Snapshot, records: dict, cutoff: str | None, axis: str | None, contribution_ids: list,
@@ -171,7 +168,7 @@ def choose(hf_api, snap: Snapshot, records: dict, cutoff: str | None, axis: str 
             if not inside <= wanted:
                 others = ", ".join(sorted(inside - wanted))
                 raise VdataError(f"{path} also holds rows of contribution(s) {others}: archive them together, "
-                                 "or choose by --before/--axis")
+                                 "or choose by `before`/`axis`")
         chosen[path] = [list(part) for part in parts]
     return chosen
 
@@ -208,7 +205,7 @@ def _archive_snapshot(hf_api, archive_repo: str, token: str | None) -> Snapshot 
 
 
 def copy_to_archive(hf_api, snap: Snapshot, archive_repo: str, chosen: dict, record: dict, result: ArchiveResult,
-                    earlier: list, token: str | None, quiet: bool) -> str:
+                    earlier: list, token: str | None, reporter: Reporter) -> str:
     """Step 2: one commit on the archive repo making its data exactly what main's records say it
     holds plus this move; returns the archive commit holding the shards (no commit when it does
     already)."""
@@ -243,7 +240,7 @@ def copy_to_archive(hf_api, snap: Snapshot, archive_repo: str, chosen: dict, rec
         operations.append(CommitOperationAdd(".gitattributes", (CARD_DIR / "gitattributes.txt").read_bytes()))
     with tempfile.TemporaryDirectory(prefix="vdata-archive-") as tmp:
         if missing:
-            _say(quiet, f"copying {len(missing)} shard(s) to {archive_repo} ...")
+            reporter.note(f"copying {len(missing)} shard(s) to {archive_repo} ...")
             operations += _upload_copies(hf_api, snap, archive_repo, missing, Path(tmp), token)
         operations += [CommitOperationAdd(result.record_path, record_bytes),
                        CommitOperationAdd(layout.CARD_FILE, card.encode()),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +37,7 @@ from pathlib import Path
 from vdata_hub import __version__, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import HubError, VdataError
+from vdata_hub.progress import ProgressArg, Reporter
 from vdata_hub.repo import balance, layout, shard_format
 from vdata_hub.repo.snapshot import Snapshot, fetch_bytes, json_bytes, read_json, snapshot
 
@@ -115,12 +115,14 @@ def needs_compaction(snap: Snapshot, threshold: int = DEFAULT_THRESHOLD) -> bool
 
 
 def compact(repo: str | None = None, target_bytes: int = DEFAULT_TARGET_BYTES, direct: bool = False,
-            dry_run: bool = False, token: str | None = None, quiet: bool = False,
+            dry_run: bool = False, token: str | None = None, progress: ProgressArg = False,
             row_group_bytes: int = shard_format.ROW_GROUP_BYTES) -> CompactionResult:
-    """Compact the small shards of every axis of `repo`'s main branch (see the module docstring)."""
+    """Compact the small shards of every axis of `repo`'s main branch (see the module docstring).
+    `progress`: a note and a bar of the bytes rewritten (see vdata_hub.progress)."""
     repo = resolve_repo(repo)
+    reporter = Reporter(progress)
     if target_bytes <= 0 or row_group_bytes <= 0:
-        raise VdataError("--target-bytes and --row-group-bytes must be positive")
+        raise VdataError("`target_bytes` and `row_group_bytes` must be positive")
     hf_api = hub.api(token)
     if not dry_run:
         hub.check_write_token(hf_api, repo, token)
@@ -136,10 +138,10 @@ def compact(repo: str | None = None, target_bytes: int = DEFAULT_TARGET_BYTES, d
     if dry_run:
         result.status = "dry_run"
         return result
-    _say(quiet, f"compacting {len(plan.inputs)} shard(s) of {repo} ({result.bytes_read / 2**20:,.1f} MiB) ...")
+    reporter.note(f"compacting {len(plan.inputs)} shard(s) of {repo} ({result.bytes_read / 2**20:,.1f} MiB) ...")
     with tempfile.TemporaryDirectory(prefix="vdata-compact-") as tmp:
         clock = time.perf_counter()
-        additions = rewrite(hf_api, snap, plan, Path(tmp), result, target_bytes, row_group_bytes, token, quiet)
+        additions = rewrite(hf_api, snap, plan, Path(tmp), result, target_bytes, row_group_bytes, token, reporter)
         result.seconds["rewrite_and_upload"] = time.perf_counter() - clock
     clock = time.perf_counter()
     record = compaction_record(snap, plan, records, result, target_bytes)
@@ -147,11 +149,6 @@ def compact(repo: str | None = None, target_bytes: int = DEFAULT_TARGET_BYTES, d
     commit_compaction(hf_api, snap, result, additions, record, direct, token)
     result.seconds["commit"] = time.perf_counter() - clock
     return result
-
-
-def _say(quiet: bool, message: str) -> None:
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
 
 
 def plan_compaction(hf_api, snap: Snapshot, records: dict, target_bytes: int, token: str | None) -> Plan:
@@ -371,14 +368,13 @@ def _add_segment(segments: list, segment: list) -> None:
 
 
 def rewrite(hf_api, snap: Snapshot, plan: Plan, folder: Path, result: CompactionResult, target_bytes: int,
-            row_group_bytes: int, token: str | None, quiet: bool) -> list:
+            row_group_bytes: int, token: str | None, reporter: Reporter) -> list:
     """Stream every input of the plan into compacted shards; verify, upload and list them.
     Returns the CommitOperationAdds of the uploaded shards. Reading, encoding and uploading run
     in parallel (see _Inputs, _AxisWriter); the upload of a finished file also reads back its ids
     and text hashes."""
     import pyarrow.parquet as pq
     from huggingface_hub import CommitOperationAdd
-    from tqdm.auto import tqdm
 
     additions, uploads, written_keys = [], [], {}
     out = folder / "out"
@@ -386,7 +382,7 @@ def rewrite(hf_api, snap: Snapshot, plan: Plan, folder: Path, result: Compaction
     encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vdata-compact-encode")
     uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vdata-compact-upload")
     inputs = _Inputs(hf_api, snap, plan.inputs, folder / "in")
-    progress = tqdm(total=snap.size(plan.inputs), unit="B", unit_scale=True, desc="compact", disable=quiet)
+    progress = reporter.bar(total=snap.size(plan.inputs), unit="B", unit_scale=True, desc="compact")
     per_contribution: dict = {}  # (cid, axis) -> rows read from contributed shards
 
     def upload(local: Path, axis: str, segments: list) -> None:

@@ -59,8 +59,10 @@ class Snapshot:
 
 def snapshot(hf_api, repo: str, revision: str = "main", token: str | None = None) -> Snapshot:
     """The files of `repo` at `revision`, pinned to the commit the revision points at now."""
-    with hub.errors(repo, token, "listing the repo"):
-        commit = hf_api.repo_info(repo, repo_type="dataset", revision=revision).sha
+    with hub.errors(repo, token, "listing the repo", revision):
+        # One request, not retried and bounded in time, first: a Hub that cannot be reached is one
+        # quick error (the tree listing below retries for half a minute).
+        commit = hub.dataset_info(hf_api, repo, revision).sha
         files = {}
         for entry in hf_api.list_repo_tree(repo, recursive=True, repo_type="dataset", revision=commit):
             if not hasattr(entry, "blob_id"):
