@@ -3,9 +3,10 @@
 1. Contributing N rows (default 200,000): wall time and peak RSS of `contribute` beside
    `Dataset.push_to_hub(create_pr=True)` of the same rows to the same emulator, each in its own
    process (peak RSS from /proc/self/status VmHWM), in the same run.
-2. The duplicate check against a main branch of M rows (default 1,000,000): bytes of main read
-   (counted at the HTTP level from the 206 responses' Content-Length, and by the reader itself)
-   against the total size of main's shards.
+2. The duplicate check against a main branch of M rows (default 1,000,000): main is built with
+   plain commits, its duplicate index with `vdata reindex` (timed), then the N rows are contributed
+   onto it: bytes of main read (counted at the HTTP level from the responses' Content-Length, and
+   by the index reader itself) against the total size of main's shards.
 
 Run from the repository root:
     .venv/bin/python bench/bench_contribute.py [--rows 200000] [--main-rows 1000000]
@@ -46,7 +47,7 @@ def make_table(rows: int, seed: int):
     import numpy as np
     import pyarrow as pa
 
-    from vdata_hub.generation.records import ARROW_SCHEMA, text_hashes
+    from vdata_hub.generation.records import ARROW_SCHEMA, row_ids, text_hashes
 
     rng = np.random.default_rng(seed)
     vocabulary = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ra", "si", "tu", "ve", "zo")
@@ -58,10 +59,11 @@ def make_table(rows: int, seed: int):
         texts.append(" ".join(vocabulary[i] for i in picks[at:at + length]).capitalize() + ".")
         at += length
     axes = np.array(["gender", "religion", "race", "profession", "age", "disability"])[rng.integers(0, 6, rows)]
-    ids = [f"{seed:02d}-{i:08d}" for i in range(rows)]
+    plan_keys = [f"{seed:02d}-{i:08d}" for i in range(rows)]
     text_array = pa.array(texts, pa.string())
+    hashes = text_hashes(text_array)
     columns = {
-        "id": pa.array(ids), "text": text_array,
+        "id": row_ids(hashes.to_numpy()), "plan_key": pa.array(plan_keys), "text": text_array,
         "prompt": pa.array([f"Write a short story, about 120 words, in which a person from group {i % 48} "
                             f"works as a {('nurse', 'engineer', 'pilot', 'teacher')[i % 4]} and the story avoids "
                             f"stereotypes about them. Make it concrete and kind. Variant {i}." for i in range(rows)]),
@@ -76,18 +78,21 @@ def make_table(rows: int, seed: int):
         "created_at": pa.array(["2026-11-29T00:00:00Z"] * rows), "generator_version": pa.array(["0.1.0"] * rows),
         "spec_sha": pa.array(["b" * 64] * rows), "augmented": pa.array([False] * rows),
         "source_id": pa.array([""] * rows), "flags": pa.array([[]] * rows, pa.list_(pa.string())),
-        "text_hash": text_hashes(text_array),
+        "text_hash": hashes,
     }
     return pa.Table.from_pydict(columns, schema=ARROW_SCHEMA)
 
 
-def run_child(args: list[str], env: dict) -> dict:
-    """Run this script in a child process; return its JSON result plus wall time and peak RSS."""
+def run_child(args: list[str], env: dict, script: str = __file__) -> dict:
+    """Run this script (or another bench script) in a child process; return its JSON result plus
+    wall time and peak RSS."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"child {args} failed:\n{proc.stderr[-3000:]}")
+    if "profile" in args:
+        print(proc.stderr[-12000:], flush=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["wall_s"] = round(wall, 2)
     return result
@@ -115,14 +120,35 @@ def child_push(out: str, repo: str) -> None:
     child_result({"op_s": round(time.perf_counter() - start, 2)})
 
 
+def served_bytes(pattern: str) -> dict:
+    """Counts GET /resolve/ responses whose URL contains `pattern` (bytes: their Content-Length)."""
+    from huggingface_hub.utils import get_session
+
+    served = {"bytes": 0, "requests": 0}
+
+    def count(response):
+        url = str(response.request.url)
+        if "/resolve/" in url and pattern in url and response.request.method == "GET":
+            served["bytes"] += int(response.headers.get("content-length", 0))
+            served["requests"] += 1
+
+    get_session().event_hooks["response"].append(count)
+    return served
+
+
 def child_contribute(out: str, repo: str) -> None:
     from vdata_hub.repo.contribute import contribute
 
+    served = served_bytes("/index/")
     start = time.perf_counter()
     result = contribute(out, repo=repo)
+    index = result.main_index
     child_result({"op_s": round(time.perf_counter() - start, 2), "pr": result.pr_url,
                   "accepted": result.report.accepted,
-                  "stages_s": {k: round(v, 2) for k, v in result.seconds.items()}})
+                  "stages_s": {k: round(v, 2) for k, v in result.seconds.items()},
+                  "index": {"runs": len(index.runs), "rows": index.rows, "bytes_read": index.bytes_read,
+                            "requests": index.requests, "bytes_total": index.bytes_total,
+                            "bytes_served_http": served["bytes"], "resolve_requests": served["requests"]}})
 
 
 def child_baseline() -> None:
@@ -132,24 +158,20 @@ def child_baseline() -> None:
     child_result({})
 
 
-def child_main_hashes(repo: str) -> None:
-    from huggingface_hub.utils import get_session
+def child_reindex(repo: str) -> None:
+    from vdata_hub.repo.reindex import reindex
 
-    from vdata_hub.repo.index import read_main_hashes
-
-    served = {"bytes": 0, "requests": 0}
-
-    def count(response):
-        if "/resolve/" in str(response.request.url) and response.request.method == "GET":
-            served["bytes"] += int(response.headers.get("content-length", 0))
-            served["requests"] += 1
-
-    get_session().event_hooks["response"].append(count)
     start = time.perf_counter()
-    main = read_main_hashes(repo)
-    child_result({"op_s": round(time.perf_counter() - start, 2), "rows": int(main.hashes.size),
-                  "files": main.files, "bytes_read_by_reader": main.bytes_read, "bytes_total": main.bytes_total,
-                  "bytes_served_http": served["bytes"], "resolve_requests": served["requests"]})
+    result = reindex(repo)
+    child_result({"op_s": round(time.perf_counter() - start, 2), "rows": result.rows, "shards": result.shards,
+                  "bytes_read": result.bytes_read})
+
+
+def shard_bytes(repo: str) -> int:
+    from huggingface_hub import HfApi
+
+    return sum(e.size for e in HfApi().list_repo_tree(repo, path_in_repo="data", recursive=True, repo_type="dataset")
+               if getattr(e, "size", None) is not None)
 
 
 def build_main(repo: str, rows: int, work: Path) -> None:
@@ -206,24 +228,29 @@ def parent(rows: int, main_rows: int) -> None:
 
         main_repo = f"org/main-{uuid.uuid4().hex[:6]}"
         build_main(main_repo, main_rows, work)
-        main = run_child(["hashes", main_repo], env)
-        share = main["bytes_served_http"] / main["bytes_total"]
-        print(json.dumps({"duplicate_check": main}, indent=1))
-        print(f"duplicate check over {main['rows']} rows on main: read {main['bytes_served_http'] / 2**20:.1f} MiB "
-              f"of {main['bytes_total'] / 2**20:.1f} MiB ({share:.2%}) in {main['op_s']} s", flush=True)
+        indexed = run_child(["reindex", main_repo], env)
+        print(f"reindex of {indexed['rows']} rows in {indexed['shards']} shards: {indexed['op_s']} s, "
+              f"peak RSS {indexed['peak_rss_mib']:.0f} MiB", flush=True)
         onto_main = run_child(["contribute", out, main_repo], env)
+        index, total = onto_main["index"], shard_bytes(main_repo)
+        print(json.dumps({"onto_main": onto_main, "main_shard_bytes": total}, indent=1))
         print(f"contribute {rows} rows onto the {main_rows}-row main: {onto_main['op_s']} s, "
-              f"peak RSS {onto_main['peak_rss_mib']:.0f} MiB", flush=True)
+              f"peak RSS {onto_main['peak_rss_mib']:.0f} MiB; read {index['bytes_served_http'] / 2**20:.1f} MiB of "
+              f"main's index in {index['resolve_requests']} requests ({index['bytes_served_http'] / total:.2%} of "
+              f"{total / 2**20:.1f} MiB of shards)", flush=True)
     finally:
         server.terminate()
         server.wait()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)  # a million-row main is about a GB
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in ("push", "contribute", "hashes", "baseline"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("push", "contribute", "reindex", "baseline"):
         sys.path.insert(0, str(ROOT))
         command, *args = sys.argv[1:]
-        {"push": child_push, "contribute": child_contribute, "hashes": child_main_hashes,
+        {"push": child_push, "contribute": child_contribute, "reindex": child_reindex,
          "baseline": child_baseline}[command](*args)
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -6,7 +6,7 @@ import pytest
 
 from vdata_hub.generation.augment import counterfactuals, flip_gender, phrase_swapper, validate_axes
 from vdata_hub.errors import SpecError
-from vdata_hub.generation.records import Record, records_to_table
+from vdata_hub.generation.records import Record, records_to_table, row_ids
 
 
 def row(text, bias_axis, group, **variables):
@@ -103,9 +103,10 @@ def test_gender_counterfactuals_of_a_row():
     assert trans.startswith("Amina is a transgender woman who fixed her clinic's network; she")
     for variant in variants:
         assert variant["augmented"] is True and variant["source_id"] == "src0001"
-        assert variant["id"] != "src0001" and variant["cost_usd"] == 0.0 and variant["output_tokens"] == 0
-    assert [v["id"] for v in counterfactuals(source, None)] == [v["id"] for v in variants]  # stable ids
-    records_to_table(variants)  # the rows fit the dataset schema
+        assert variant["plan_key"] != "src0001" and variant["cost_usd"] == 0.0 and variant["output_tokens"] == 0
+    assert [v["plan_key"] for v in counterfactuals(source, None)] == [v["plan_key"] for v in variants]  # stable
+    table = records_to_table(variants)  # the rows fit the dataset schema; ids come from the texts
+    assert table.column("id").to_pylist() == row_ids(table.column("text_hash").to_numpy()).to_pylist()
 
 
 def test_other_axis_rows_get_their_groups_swapped_and_a_gender_flip():
@@ -118,7 +119,7 @@ def test_other_axis_rows_get_their_groups_swapped_and_a_gender_flip():
     assert texts["a Muslim person"] == "A Muslim pharmacist, he opened early."  # the gender flip
     only_gender = counterfactuals(source, ["gender"])
     assert [v["text"] for v in only_gender] == ["A Muslim pharmacist, he opened early."]
-    assert len({v["id"] for v in variants}) == len(variants)
+    assert len({v["plan_key"] for v in variants}) == len(variants)
 
 
 def test_two_group_rows_exchange_the_groups():

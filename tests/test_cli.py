@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["generate", "estimate", "contribute", "review", "card", "init-repo", "pull", "stats", "eval"]
+COMMANDS = ["generate", "estimate", "contribute", "review", "reindex", "card", "init-repo", "pull", "stats", "eval"]
 EVAL_COMMANDS = ["stereoset", "finetune", "report"]
 
 

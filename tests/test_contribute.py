@@ -12,7 +12,7 @@ from vdata_hub import hub as hub_ops
 from vdata_hub.repo.card import EVAL_END, EVAL_START, init_repo
 from vdata_hub.repo.contribute import contribute
 from vdata_hub.errors import AuthError, HubError, ValidationFailed, VdataError
-from vdata_hub.generation.records import records_to_table
+from vdata_hub.generation.records import records_to_table, row_ids
 from vdata_hub.repo.review import review
 
 
@@ -211,3 +211,61 @@ def test_unreachable_hub_is_a_clear_error(hub, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(HubError, match="cannot reach the Hub at http://127.0.0.1:9"):
         contribute(out, repo="org/vdata", token=hub.token)
+
+
+def test_the_same_near_duplicates_contributed_twice_open_one_pr(hub, fake_llm, tmp_path):
+    """Issue 13's sequence as a new user would run it: generate -n 120 with texts that are near
+    duplicates of each other, contribute, review --merge, then contribute the same folder again.
+    The second time no row is new: no second PR, whatever near duplicates the data holds."""
+    from tests.test_generate import write_spec
+    from vdata_hub.generation.generate import generate
+    from vdata_hub.repo.contribute import load_local
+    from vdata_hub.repo.index import open_index
+    from vdata_hub.repo.validation import validate
+
+    fake_llm.set(near_duplicates=True)
+    out = str(tmp_path / "out")
+    generate(out=out, spec=str(write_spec(tmp_path, num_records=120)), api_base=fake_llm.base_url,
+             api_key="test-key")
+    name = f"org/twice-{uuid.uuid4().hex[:8]}"
+    init_repo(name, token=hub.token)
+    first = contribute(out, repo=name, token=hub.token)
+    assert first.status == "opened" and first.report.rejected["near_duplicate"] > 0, first.summary()
+    [reviewed] = review(repo=name, merge=True, token=hub.token)
+    assert reviewed.action == "merged", reviewed.summary()
+
+    before = state(hub, name)
+    with pytest.raises(ValidationFailed, match="nothing new to contribute"):
+        contribute(out, repo=name, token=hub.token)
+    assert state(hub, name) == before  # no second PR, nothing on main
+
+    api = HfApi(token=hub.token)
+    again = validate(load_local(out), main=open_index(name, before[0], hub.token))
+    assert again.accepted == 0
+    assert again.rejected["duplicate_of_main"] == first.report.accepted
+    assert again.rejected["near_duplicate_of_main"] > 0
+    from datasets import load_dataset
+
+    on_main = set(load_dataset(name, split="train", revision=before[0])["id"])
+    matched = [again.matches[row_id] for row_id in again.rejected_ids["near_duplicate_of_main"]]
+    assert set(matched) <= on_main and api.file_exists(name, f"contributions/{first.contribution_id}.json",
+                                                       repo_type="dataset")
+    assert "near_duplicate_of_main" in again.summary() and "(main: " in again.summary()
+
+
+def test_an_output_folder_written_before_plan_key_is_contributable(hub, repo, tmp_path):
+    """Folders that `generate` wrote before rows had a plan_key (their id was the plan key) are
+    contributed with the plan key moved to plan_key and ids made unique."""
+    from datasets import Dataset, load_dataset
+    from datasets.table import InMemoryTable
+
+    rows = two_axes(9)
+    old = records_to_table(rows).drop_columns(["plan_key"])
+    Dataset(InMemoryTable(old)).save_to_disk(str(tmp_path / "old"))
+    result = contribute(str(tmp_path / "old"), repo=repo, token=hub.token)
+    assert result.status == "opened" and result.report.accepted == 9
+    [reviewed] = review(repo=repo, merge=True, token=hub.token)
+    assert reviewed.action == "merged", reviewed.summary()
+    merged = load_dataset(repo, split="train")
+    assert sorted(merged["plan_key"]) == sorted(row["id"] for row in rows)
+    assert sorted(merged["id"]) == sorted(row_ids(old.column("text_hash").to_numpy()).to_pylist())

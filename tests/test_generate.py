@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -15,7 +16,7 @@ from vdata_hub.errors import AuthError, BudgetExceeded, SpecError, TemplateError
 from vdata_hub.cli import after_run_prompt
 from vdata_hub.generation.generate import generate
 from vdata_hub.generation.prompts import plan_records
-from vdata_hub.generation.records import RECORD_FIELDS
+from vdata_hub.generation.records import RECORD_FIELDS, row_ids
 from vdata_hub.generation.spec import load_spec
 
 REQUIRED_COLUMNS = ["id", "text", "prompt", "system_prompt", "template", "template_sha", "variables", "bias_axis",
@@ -63,7 +64,8 @@ def test_generate_writes_an_arrow_dataset_with_provenance(tmp_path, fake_llm):
     rows = load_rows(out)
     assert len(rows) == 12 and summary.records == 12 and summary.status == "complete"
     assert set(REQUIRED_COLUMNS) <= set(rows[0]) and list(rows[0]) == RECORD_FIELDS
-    assert {r["id"] for r in rows} == {p.id for p in plan_records(load_spec(spec))}
+    assert {r["plan_key"] for r in rows} == {p.id for p in plan_records(load_spec(spec))}
+    assert [r["id"] for r in rows] == row_ids(np.array([r["text_hash"] for r in rows])).to_pylist()
     assert all(r["text"].strip() and r["input_tokens"] > 0 and r["output_tokens"] > 0 for r in rows)
     assert {r["bias_axis"] for r in rows} == {"gender", "age"}
     assert json.loads(rows[0]["params"])["max_tokens"] == 256
@@ -127,7 +129,7 @@ def test_a_record_that_keeps_failing_goes_to_the_failures_file(tmp_path, fake_ll
     assert {f["id"] for f in failures} == healthcare and all("HTTP 500" in f["reason"] for f in failures)
     assert all(f["attempts"] == 2 for f in failures)
     rows = load_rows(out)
-    assert len(rows) == 12 - len(healthcare) and not healthcare & {r["id"] for r in rows}
+    assert len(rows) == 12 - len(healthcare) and not healthcare & {r["plan_key"] for r in rows}
     assert (summary.failed, summary.status) == (len(healthcare), "incomplete")
     fake_llm.set(fail_matching={})
     summary = run(tmp_path, fake_llm, spec)  # the rerun retries the failures
@@ -241,7 +243,7 @@ def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, fak
     requests_before = settled_request_count(fake_llm)  # the killed run's requests in flight land first
     summary = run(tmp_path, fake_llm, spec)
     rows = load_rows(out)
-    ids = [r["id"] for r in rows]
+    ids = [r["plan_key"] for r in rows]
     assert len(ids) == len(set(ids)) == 120 == summary.records
     assert set(ids) == {p.id for p in plan_records(load_spec(spec))}
     assert summary.resumed >= done_before and summary.generated == 120 - summary.resumed

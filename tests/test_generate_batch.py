@@ -46,7 +46,7 @@ def test_batch_run_end_to_end_gives_the_records_of_a_real_time_run(tmp_path, fak
     rows = load_rows(tmp_path / "out")
     planned = plan_records(load_spec(spec))
     assert summary.status == "complete" and summary.records == 12 and summary.batch["batches_now"] == 1
-    assert sorted(r["id"] for r in rows) == sorted(p.id for p in planned)
+    assert sorted(r["plan_key"] for r in rows) == sorted(p.id for p in planned)
     assert fake_llm.requests == 0  # no real-time call
     price = model_price("openai/gpt-4o-mini", batch=True)
     assert price.key == "gpt-4o-mini" and price.input_per_token == 7.5e-08 and not price.assumed_discount
@@ -231,7 +231,7 @@ def finish_with_a_rerun(tmp_path, fake_llm, spec):
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err.decode()
     rows = load_rows(tmp_path / "out")
-    assert sorted(r["id"] for r in rows) == sorted(p.id for p in plan_records(load_spec(spec)))
+    assert sorted(r["plan_key"] for r in rows) == sorted(p.id for p in plan_records(load_spec(spec)))
     stats = assert_each_answer_paid_once(fake_llm)
     return stats
 

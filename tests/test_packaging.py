@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_FOLDERS = ("templates", "dataset_card", "eval")
 HEAVY = {"litellm", "torch", "transformers", "datasets", "duckdb", "llama_cpp", "openai"}
-COMMANDS = ["generate", "estimate", "contribute", "review", "card", "init-repo", "pull", "stats", "eval"]
+COMMANDS = ["generate", "estimate", "contribute", "review", "reindex", "card", "init-repo", "pull", "stats", "eval"]
 
 
 def run(args, cwd, **kwargs):

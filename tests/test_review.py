@@ -24,8 +24,9 @@ def repo(hub):
 
 
 def hand_made_pr(hub, repo, tmp_path, rows, extra=None, token=None, manifest=None):
-    """A PR opened without vdata contribute: one shard, a manifest, and optional extra files."""
-    table = records_to_table(rows)
+    """A PR opened without vdata contribute: one shard, a manifest, and optional extra files (ids
+    made from the text hashes, as contribute makes them)."""
+    table = records_to_table([{**row, "id": ""} for row in rows])
     cid = contribution_hash(table.column("text_hash").to_numpy())
     shard = tmp_path / f"{cid}.parquet"
     pq.write_table(table, shard)
@@ -97,3 +98,23 @@ def test_a_manifest_whose_balance_counts_lie_fails(hub, repo, tmp_path):
     results = {r.num: r for r in review(repo=repo, token=hub.token)}
     assert results[good].passed, results[good].summary()
     assert "balance counts do not match the rows" in " ".join(results[bad].problems)
+
+
+def test_the_layout_check_lists_only_the_folders_the_pr_changes(hub, repo, tmp_path):
+    """Review finds a PR's files from the folders whose tree ids differ and the PR's newest commits,
+    never from the whole tree or main's whole history (thousands of files and merges at scale)."""
+    from urllib.parse import unquote
+
+    for part in range(2):
+        contribute(save_dataset(tmp_path / f"m{part}", two_axes(6, start=100 * part)), repo=repo, token=hub.token)
+        review(repo=repo, merge=True, token=hub.token)
+    result = contribute(save_dataset(tmp_path / "new", two_axes(6, start=900)), repo=repo, token=hub.token)
+    num = int(result.pr_url.rsplit("/", 1)[1])
+    hub.clear_requests()
+    [reviewed] = review(repo=repo, pr=num, token=hub.token)
+    assert reviewed.passed and sorted(reviewed.files) == sorted(result.files)
+    paths = [unquote(request["path"]) for request in hub.requests()]
+    assert any("/tree/" in path for path in paths) and not any("/commits/main" in path for path in paths)
+    whole_trees = [path for path in paths if "recursive=true" in path and "/tree/" in path
+                   and path.split("?")[0].rstrip("/").endswith((f"/tree/refs/pr/{num}", "/tree/main"))]
+    assert whole_trees == []

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from vdata_hub.errors import ValidationFailed
-from vdata_hub.generation.records import ARROW_SCHEMA, Record, records_to_table, text_hashes
+from vdata_hub.generation.records import ARROW_SCHEMA, Record, records_to_table, row_ids, text_hashes
 from vdata_hub.repo.row_checks import Rules, load_blocklist
 from vdata_hub.repo.validation import validate
 
@@ -25,7 +25,8 @@ def story(seed: int, words: int = 60) -> str:
 
 
 def make_row(i: int, text: str | None = None, **overrides) -> dict:
-    row = Record(id=f"row-{i:06d}", text=story(i) if text is None else text, prompt=f"Write story {i}.",
+    row = Record(id=f"row-{i:06d}", plan_key=f"plan-{i:06d}", text=story(i) if text is None else text,
+                 prompt=f"Write story {i}.",
                  system_prompt="Be fair.", template="counter_stereotype_story", template_sha="t" * 64,
                  variables='{"group":"women"}', bias_axis="gender", domain="healthcare", task="story",
                  group="women", model="openai/fake-model", params='{"temperature":0.7}', input_tokens=20,
@@ -162,12 +163,18 @@ def test_nulls_and_invalid_utf8_from_hostile_parquet(tmp_path):
     assert report.accepted == 0
 
 
-def test_hash_mismatch_is_caught_in_review_mode():
-    table = make_table([make_row(1), make_row(2)])
+def test_hash_and_id_mismatches_are_caught_in_review_mode():
+    table = make_table([make_row(i, id="") for i in range(3)])  # ids from the text hashes
+    ids = table.column("id").to_pylist()
+    assert ids[0] == row_ids(table.column("text_hash").to_numpy()).to_pylist()[0] and len(ids[0]) == 16
     forged = table.set_column(table.schema.get_field_index("text_hash"), ARROW_SCHEMA.field("text_hash"),
-                              pa.array([1, table.column("text_hash")[1].as_py()], pa.int64()))
-    assert validate(forged).ok  # contribute recomputes hashes
-    assert dict(validate(forged, rules=Rules(check_hashes=True)).rejected) == {"text_hash_mismatch": 1}
+                              pa.array([1] + table.column("text_hash").to_pylist()[1:], pa.int64()))
+    forged = forged.set_column(0, ARROW_SCHEMA.field("id"), pa.array(ids[:2] + [ids[1]]))  # row 1's id again
+    assert validate(forged).ok  # contribute recomputes hashes and ids
+    assert validate(forged).accepted_table().column("id").to_pylist() == ids
+    report = validate(forged, rules=Rules(check_hashes=True))
+    assert dict(report.rejected) == {"text_hash_mismatch": 1, "bad_id": 1}
+    assert report.rejected_ids["bad_id"] == [ids[1]]
 
 
 def test_many_rows_in_batches_match_single_pass(monkeypatch):
@@ -248,3 +255,73 @@ def test_streamed_decisions_equal_the_whole_contribution_at_once(monkeypatch):
     assert {"duplicate", "near_duplicate"} <= set(whole.rejected)
     assert whole.reasons.tolist() == streamed.reasons.tolist()
     assert pa.Table.from_batches(streamed_batches, schema=ARROW_SCHEMA).equals(whole.accepted_table())
+
+
+def near_copy(text: str) -> str:
+    """The text with one word more at the end: a near duplicate (Jaccard about 0.95)."""
+    return text[:-1] + " indeed."
+
+
+def test_near_duplicates_of_main_are_rejected_with_the_main_rows_id():
+    from vdata_hub.repo.index import memory_index
+
+    on_main = make_table([make_row(i, id="") for i in range(100)])
+    main_report = validate(on_main)
+    main = memory_index(main_report.accepted_hashes(), main_report.accepted_signatures())
+    rows = [make_row(200 + i) for i in range(20)]
+    rows[3] = make_row(203, text=near_copy(story(7)))
+    rows[4] = make_row(204, text=story(8))
+    report = validate(make_table(rows), main=main)
+    assert dict(report.rejected) == {"near_duplicate_of_main": 1, "duplicate_of_main": 1}
+    ids = on_main.column("id").to_pylist()
+    assert report.matches == {"row-000203": ids[7], "row-000204": ids[8]}
+    assert f"row-000203 (main: {ids[7]})" in report.summary()
+
+
+def test_a_contribution_decided_again_after_its_rows_reached_main_rejects_every_row():
+    """Decisions do not depend on what else is in the upload: once a contribution's accepted rows
+    are on main, deciding the same rows again (or any of them) accepts none, through chains of near
+    duplicates and exact copies alike."""
+    from vdata_hub.repo.index import memory_index
+
+    rng = random.Random(11)
+    rows = [make_row(i) for i in range(400)]
+    for i in range(1, 400, 3):  # chains: a row near an earlier row, which may itself be near another
+        j = rng.randrange(i)
+        rows[i] = make_row(i, text=rows[j]["text"] if rng.random() < 0.2 else near_copy(rows[j]["text"]))
+    table = make_table(rows)
+    first = validate(table)
+    assert {"near_duplicate", "duplicate"} <= set(first.rejected) and first.accepted
+    main = memory_index(first.accepted_hashes(), first.accepted_signatures())
+    for subset in (table, table.take(sorted(rng.sample(range(400), 150)))):
+        again = validate(subset, main=main)
+        assert again.accepted == 0, dict(again.rejected)
+        assert set(again.rejected) <= {"duplicate", "duplicate_of_main", "near_duplicate", "near_duplicate_of_main"}
+
+
+def test_source_ids_follow_a_source_whose_text_was_scrubbed():
+    """A source row's id changes when scrubbing changes its text; its augmented copies follow."""
+    source = make_row(1, id="", text=story(1) + " Write to jane@example.com.")
+    given_source_id = make_table([source]).column("id")[0].as_py()  # from the text as generated
+    copy = make_row(2, id="", augmented=True, source_id=given_source_id)
+    table = make_table([source, copy, make_row(3)])
+    streamed = []
+    report = validate(table, sink=streamed.append)
+    uploaded = pa.Table.from_batches(streamed)
+    new_source_id = uploaded.column("id")[0].as_py()
+    assert new_source_id != given_source_id and "[email]" in uploaded.column("text")[0].as_py()
+    assert uploaded.column("source_id").to_pylist() == ["", new_source_id, ""]
+    assert report.accepted_table().column("source_id").to_pylist() == ["", new_source_id, ""]
+
+
+def test_a_dataset_written_before_plan_key_is_upgraded():
+    from vdata_hub.generation.records import upgrade_table
+
+    rows = [make_row(1), make_row(2, augmented=True, source_id="row-000001"), make_row(3)]
+    old = make_table(rows).drop_columns(["plan_key"])  # `id` was the plan key then
+    table = upgrade_table(old)
+    ids = row_ids(old.column("text_hash").to_numpy()).to_pylist()
+    assert table.column("plan_key").to_pylist() == ["row-000001", "row-000002", "row-000003"]
+    assert table.column("id").to_pylist() == ids
+    assert table.column("source_id").to_pylist() == ["", ids[0], ""]
+    assert validate(table).ok

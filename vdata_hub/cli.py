@@ -307,7 +307,8 @@ class Commands:
         """Maintainers: check open contribution PRs, comment, merge or close them.
 
         Runs the contribute checks again (rejecting personal data instead of scrubbing it) plus
-        duplicates against the current main; after merges, compacts main when an axis holds
+        duplicates and near duplicates of the current main (through its duplicate index); a merge
+        also adds the PR's rows to the index; after merges, compacts main when an axis holds
         --compact-threshold contributed shards (default 200; 0: never) and refreshes the card.
 
         Examples:
@@ -331,6 +332,28 @@ class Commands:
                          progress=_progress(quiet), compact_threshold=compact_threshold)
         if not quiet:
             print("\n".join(result.summary() for result in results) or "no open pull requests")
+
+    def reindex(self, *, repo: str | None = None, token: str | None = None, quiet: bool = False):
+        """Maintainers: rebuild the repo's duplicate index from the text of every shard on main.
+
+        contribute and review find duplicates and near duplicates of main through the index under
+        index/; they stop with "run `vdata reindex`" when it is missing or does not cover every
+        contribution on main (a repo made by hand, a merge done on the website). One commit
+        replaces the whole index; an interrupted run leaves main as it was.
+
+        Examples:
+          vdata reindex --repo me/vdata
+
+        Args:
+          repo: Hub dataset repo (default $VDATA_REPO, the config file, else org/vdata).
+          token: Hub token with write access (default HF_TOKEN or `hf auth login`).
+          quiet: print only errors.
+        """
+        from vdata_hub.repo.reindex import reindex
+
+        result = reindex(repo=repo, token=token, progress=_progress(quiet))
+        if not quiet:
+            print(result.summary())
 
     def compact(self, *, repo: str | None = None, target_mb: float = 256, direct: bool = False,
                 dry_run: bool = False, token: str | None = None, quiet: bool = False):
@@ -445,7 +468,10 @@ class Commands:
         one query only, no file readers, no writes (see docs/pull.md).
         Columns: id, text, prompt, system_prompt, template, template_sha, variables, bias_axis,
         domain, task, group, model, params, input_tokens, output_tokens, cost_usd, finish_reason,
-        created_at, generator_version, spec_sha, augmented, source_id, flags, text_hash.
+        created_at, generator_version, spec_sha, augmented, source_id, plan_key, flags, text_hash.
+        `id` is unique in the dataset (from the text hash); `plan_key` is the spec's key for the
+        record (the same for everyone who runs the same spec); `source_id` is the id of the row
+        an augmented row was made from.
         Text output (-t): one text per line, backslash written as \\\\, newline as \\n, CR as \\r.
 
         Examples:

@@ -46,6 +46,12 @@ class HubError(VdataError):
     """A Hub operation failed (network, permissions, conflicts)."""
 
 
+class IndexStale(HubError):
+    """The repo's duplicate index is missing or does not cover main: `vdata reindex` rebuilds it."""
+
+    exit_code = 6
+
+
 class SQLRefused(VdataError):
     """A SQL statement was refused by the read-only guard."""
 

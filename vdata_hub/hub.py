@@ -203,8 +203,9 @@ def dataset_info(hf_api, repo: str, revision: str | None = None, files_metadata:
 
 
 def main_sha(hf_api, repo: str, token: str | None = None) -> str:
+    """The commit main points at; only that is asked for (a plain repo_info lists every file)."""
     with errors(repo, token, "reading the repo"):
-        return dataset_info(hf_api, repo, "main").sha
+        return hf_api.dataset_info(repo, revision="main", expand=["sha"], timeout=answer_timeout()).sha
 
 
 def repo_exists(hf_api, repo: str, token: str | None = None) -> bool:
@@ -216,6 +217,22 @@ def repo_exists(hf_api, repo: str, token: str | None = None) -> bool:
         except RepositoryNotFoundError:
             return False
     return True
+
+
+def commits(repo: str, revision: str, token: str | None = None):
+    """Commit ids of `revision`'s history, newest first, a page at a time (HfApi.list_repo_commits
+    reads every page first: thousands of merges are dozens of requests)."""
+    from urllib.parse import quote
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    url = f"{constants.ENDPOINT}/api/datasets/{repo}/commits/{quote(revision, safe='')}"
+    while url:  # the next page is the Link header's URL, verbatim
+        response = get_session().get(url, headers=build_hf_headers(token=token), timeout=answer_timeout())
+        hf_raise_for_status(response)
+        yield from (commit["id"] for commit in response.json())
+        url = response.links.get("next", {}).get("url")
 
 
 def file_exists(hf_api, repo: str, path: str, revision: str, token: str | None = None) -> bool:

@@ -30,8 +30,10 @@ DEFAULTS = {
     "reply_sentences": 4,  # length of each reply
     "ratelimit_headers": {},  # extra headers on every reply (x-ratelimit-remaining-requests, ...)
     "echo_prompt": False,  # start each reply with the first line of the user prompt
+    "near_duplicates": False,  # replies depend on the prompt only, plus a last word that varies per request
     **BATCH_DEFAULTS,  # the batch endpoints' behaviour (tests/fake_llm/batches.py)
 }
+ENDINGS = ["Thanks.", "Well done.", "Good work.", "Nice job.", "Great effort.", "Fine work.", "Bravo."]
 WORDS = {
     "who": ["The nurse", "An engineer", "The new manager", "A retired teacher", "The apprentice", "A pilot",
             "The accountant", "A young chef", "The librarian", "A carpenter", "The surgeon", "A student"],
@@ -156,7 +158,11 @@ async def _answer(state: FakeLLM, body: dict, prompt: str, fault: str | None) ->
         return web.Response(text="<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html")
     state.counters["ok"] += 1
     seed = hashlib.sha256(f"{prompt}\x00{state.counters['requests']}".encode()).hexdigest()
+    if settings["near_duplicates"]:  # repeats of a prompt: the same text but its last words
+        seed = hashlib.sha256(prompt.encode()).hexdigest()
     text = "" if fault == "empty_text" else reply_text(seed, settings["reply_sentences"])
+    if text and settings["near_duplicates"]:
+        text += " " + ENDINGS[state.counters["requests"] % len(ENDINGS)]
     if text and settings["echo_prompt"]:
         user = [m for m in body.get("messages", []) if m.get("role") == "user"]
         text = ((str(user[-1].get("content", "")).splitlines() or [""])[0] + " " if user else "") + text

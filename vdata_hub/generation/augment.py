@@ -3,7 +3,8 @@
 A model trained on "she is a nurse" and "he is a nurse" alike learns less of the association between
 gender and job. For a row about one group, `counterfactuals()` writes the same text about each other
 group of its bias axis (and, for rows of other axes, a gender-flipped copy), as extra rows marked
-`augmented=True` and linked to their source row by `source_id`.
+`augmented=True` and linked to their source row by `source_id` (the source's id); a variant's own id
+comes from its text when the dataset is built, its plan key from the source's and the swap.
 
 Rules (data in templates/data/groups.yaml and templates/data/swaps.yaml):
 - Whole words only: a word that contains a term ("other", "manage", "sheet") and a hyphenated
@@ -39,7 +40,7 @@ import yaml
 
 from vdata_hub.errors import SpecError
 from vdata_hub.generation.groups import load_axes as _groups_data
-from vdata_hub.generation.records import same_text
+from vdata_hub.generation.records import plan_key_of, same_text
 from vdata_hub.generation.spec import canonical_json
 from vdata_hub.resources import TEMPLATE_DATA_DIR
 
@@ -367,7 +368,8 @@ def counterfactuals(record: dict, axes: list[str] | None = None) -> list[dict]:
         new_variables = {**variables, **swap.variables}
         rows.append({
             **record,
-            "id": counterfactual_id(record["id"], swap.axis, swap.target),
+            "id": "",  # from the new text's hash, when the dataset is built
+            "plan_key": counterfactual_id(plan_key_of(record), swap.axis, swap.target),
             "text": text,
             "prompt": swap.rewrite(record.get("prompt", "")),
             "variables": canonical_json(new_variables) if isinstance(raw_variables, str) else new_variables,
@@ -378,6 +380,6 @@ def counterfactuals(record: dict, axes: list[str] | None = None) -> list[dict]:
             "output_tokens": 0,
             "cost_usd": 0.0,
             "flags": list(record.get("flags") or []),
-            **({"text_hash": 0} if "text_hash" in record else {}),  # recomputed from the new text
+            "text_hash": 0,  # recomputed from the new text
         })
     return rows

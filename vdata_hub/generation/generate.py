@@ -14,12 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+import pyarrow as pa
+
 from vdata_hub.generation import augment, quality
 from vdata_hub.errors import BudgetExceeded, SpecError
 from vdata_hub.generation.journal import Journal, PlannedIds, Progress, write_json_atomic
 from vdata_hub.generation.local_model import is_local
 from vdata_hub.generation.prompts import iter_planned_records
-from vdata_hub.generation.records import Record
+from vdata_hub.generation.records import Record, row_id, text_hashes
 from vdata_hub.generation.spec import LoadedSpec, apply_overrides, canonical_json, load_spec
 from vdata_hub.progress import ProgressArg, Reporter
 
@@ -237,8 +239,10 @@ def keep_record(journal: Journal, progress: Progress, spec, context: RecordConte
     Real-time and batch runs both keep their records here, so a record is the same whichever
     transport produced it.
     """
+    text_hash = int(text_hashes(pa.array([result.text])).to_numpy()[0])
     row = Record(
-        id=planned.id, text=result.text, prompt=planned.prompt, system_prompt=planned.system_prompt,
+        id=row_id(text_hash), plan_key=planned.id, text_hash=text_hash, text=result.text, prompt=planned.prompt,
+        system_prompt=planned.system_prompt,
         template=planned.template, template_sha=planned.template_sha, variables=canonical_json(planned.variables),
         bias_axis=planned.bias_axis, domain=planned.domain, task=planned.task, group=planned.group,
         model=spec.model, params=context.params_json, input_tokens=result.input_tokens,

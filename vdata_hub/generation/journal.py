@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from vdata_hub.errors import VdataError
+from vdata_hub.generation.records import plan_key_of, upgrade_row
 
 RECORDS_FILE = "progress.jsonl"
 FAILURES_FILE = "failures.jsonl"
@@ -244,10 +245,10 @@ class Journal:
         """Ids already done and what they cost, counting only records the plan still asks for."""
         progress = Progress(completed=DoneIds(planned_ids))
         for row in iter_jsonl(self.records_path):
-            row_id = row.get("id")
-            if row.get("augmented") or row_id not in planned_ids or row_id in progress.completed:
+            plan_key = plan_key_of(row)
+            if row.get("augmented") or plan_key not in planned_ids or plan_key in progress.completed:
                 continue
-            progress.completed.add(row_id)
+            progress.completed.add(plan_key)
             progress.input_tokens += int(row.get("input_tokens", 0))
             progress.output_tokens += int(row.get("output_tokens", 0))
             progress.cost_usd += float(row.get("cost_usd", 0.0))
@@ -321,17 +322,25 @@ class Journal:
         return counts[0], counts[1]
 
     def _rows_to_keep(self, planned_ids: PlannedIds, keep_augmented: bool) -> Iterator[dict]:
+        """Each planned record once, and the variants written right after a record (as `generate`
+        writes them) when that record is planned. Rows of older runs are upgraded to plan_key."""
         seen_records = DoneIds(planned_ids)
-        seen_augmented = set()  # ids of counterfactual variants: filled only when they are kept
+        seen_augmented = set()  # plan keys of counterfactual variants: filled only when they are kept
+        source = None  # the last record read, as kept (None: not kept)
         for row in iter_jsonl(self.records_path):
-            row_id = row.get("id")
+            plan_key = plan_key_of(row)
             if row.get("augmented"):
-                wanted, seen = keep_augmented and row.get("source_id") in planned_ids, seen_augmented
+                wanted, seen = keep_augmented and source is not None, seen_augmented
             else:
-                wanted, seen = row_id in planned_ids, seen_records
-            if not wanted or row_id in seen or not str(row.get("text", "")).strip():
+                wanted, seen = plan_key in planned_ids, seen_records
+                source = None
+                if wanted and plan_key not in seen and str(row.get("text", "")).strip():
+                    row = source = upgrade_row(row)
+            if not wanted or plan_key in seen or not str(row.get("text", "")).strip():
                 continue
-            seen.add(row_id)
+            seen.add(plan_key)
+            if row.get("augmented") and "plan_key" not in row:  # older runs linked variants by plan key
+                row = {**row, "plan_key": plan_key, "id": "", "source_id": source["id"]}
             yield row
 
     def _replace_dataset(self, built: Path) -> None:
@@ -344,9 +353,9 @@ class Journal:
         """Keep the latest failure of each planned record that is still not done; their count."""
         latest = {}
         for failure in iter_jsonl(self.failures_path):
-            row_id = failure.get("id")
-            if row_id in planned_ids and row_id not in completed:
-                latest[row_id] = failure
+            plan_key = failure.get("id")  # a failure names the planned record by its plan key
+            if plan_key in planned_ids and plan_key not in completed:
+                latest[plan_key] = failure
         tmp = self.failures_path.with_name(f".{FAILURES_FILE}.tmp")
         with open(tmp, "w", encoding="utf-8") as handle:
             for failure in latest.values():

@@ -29,7 +29,7 @@ ARROW_TYPES = {
 class Record:
     """One row of the dataset."""
 
-    id: str  # stable: hash of template source, variables, model, sampling params, sample index
+    id: str  # unique in the whole dataset: the 64-bit text_hash as 16 hex digits (row_ids)
     text: str  # the generated text, never empty
     prompt: str  # rendered user prompt
     system_prompt: str
@@ -51,6 +51,9 @@ class Record:
     spec_sha: str = ""
     augmented: bool = False  # counterfactual variant of another row
     source_id: str = ""  # id of the row an augmented row derives from, "" otherwise
+    # The plan's key: hash of template source, variables, model, sampling params and sample index.
+    # Resume finds done records by it; contributors who run the same spec share plan keys.
+    plan_key: str = ""
     flags: list = field(default_factory=list)  # quality flags kept on the row (reasons)
     # 64-bit hash of the normalised text (see text_hashes); filled by records_to_table when 0.
     # Duplicate checks read only this column of the Hub's shards, not the texts.
@@ -74,8 +77,9 @@ ARROW_SCHEMA = pa.schema([pa.field(f.name, _field_type(f), nullable=False) for f
 
 def records_to_table(rows: list[dict]) -> pa.Table:
     """Rows (dicts with Record's fields) to an Arrow table with the canonical schema; a missing
-    or zero `text_hash` is computed from `text`."""
-    rows = [row if row.get("text_hash") else {**row, "text_hash": 0} for row in rows]
+    or zero `text_hash` is computed from `text`, an empty `id` from the text hash. Rows written
+    before ids were unique (no `plan_key`: their `id` was the plan key) are upgraded."""
+    rows = [_upgraded(row) for row in rows]
     table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
     if any(not row["text_hash"] for row in rows):
         index = table.schema.get_field_index("text_hash")
@@ -83,7 +87,76 @@ def records_to_table(rows: list[dict]) -> pa.Table:
         computed = text_hashes(table.column("text")).to_numpy()
         table = table.set_column(index, ARROW_SCHEMA.field("text_hash"),
                                  pa.array(np.where(given == 0, computed, given), pa.int64()))
+    if any(not row["id"] for row in rows):
+        ids = row_ids(table.column("text_hash").to_numpy())
+        table = table.set_column(0, ARROW_SCHEMA.field("id"), pa.array(
+            [row["id"] or ids[i].as_py() for i, row in enumerate(rows)], pa.string()))
     return table
+
+
+def _upgraded(row: dict) -> dict:
+    row = row if row.get("text_hash") else {**row, "text_hash": 0}
+    if "plan_key" not in row:  # written before plan_key: the id was the plan key
+        row = {**row, "plan_key": row.get("id", ""), "id": ""}
+    return row
+
+
+def plan_key_of(row: dict) -> str | None:
+    """The plan key of a row as `generate` journals it (rows written before plan_key had it as `id`)."""
+    return row.get("plan_key") or row.get("id")
+
+
+def upgrade_row(row: dict) -> dict:
+    """A row written before plan_key, with the plan key moved to `plan_key` and the unique id
+    (from the text hash, computed here when missing) in `id`; other rows unchanged."""
+    if "plan_key" in row:
+        return row
+    text_hash = row.get("text_hash") or text_hashes(pa.array([str(row.get("text", ""))])).to_numpy()[0]
+    return {**row, "plan_key": row.get("id", ""), "id": row_id(int(text_hash)), "text_hash": int(text_hash)}
+
+
+def upgrade_table(table: pa.Table) -> pa.Table:
+    """A dataset written before plan_key (its `id` was the plan key) in today's form: the plan key
+    in `plan_key`, `id` from the text hash, and `source_id` naming the source row's new id."""
+    if "plan_key" in table.column_names or "id" not in table.column_names:
+        return table
+    import pyarrow.compute as pc
+
+    old_ids = table.column("id").combine_chunks()
+    computed = None
+    if "text_hash" in table.column_names:
+        hashes = table.column("text_hash").to_numpy()
+        if (hashes == 0).any():
+            computed = text_hashes(table.column("text")).to_numpy()
+            hashes = np.where(hashes == 0, computed, hashes)
+    else:
+        hashes = text_hashes(table.column("text")).to_numpy()
+        table = table.append_column(ARROW_SCHEMA.field("text_hash"), pa.array(hashes, pa.int64()))
+    ids = row_ids(hashes)
+    table = table.set_column(table.schema.get_field_index("id"), ARROW_SCHEMA.field("id"), ids)
+    table = table.append_column(ARROW_SCHEMA.field("plan_key"), old_ids)
+    if "source_id" in table.column_names and "augmented" in table.column_names and pc.any(table.column("augmented")).as_py():
+        source_ids = table.column("source_id").combine_chunks()
+        wanted = set(source_ids.to_pylist()) - {""}
+        rows = np.flatnonzero(np.asarray(pc.is_in(old_ids, pa.array(sorted(wanted), pa.string())), bool))
+        new_of_old = dict(zip(old_ids.take(rows).to_pylist(), ids.take(rows).to_pylist()))
+        table = table.set_column(table.schema.get_field_index("source_id"), ARROW_SCHEMA.field("source_id"),
+                                 pa.array([new_of_old.get(value, value) for value in source_ids.to_pylist()], pa.string()))
+    return table
+
+
+def row_ids(text_hashes: np.ndarray) -> pa.Array:
+    """The row ids of these text hashes: 16 lower-case hex digits of the unsigned 64-bit hash.
+    Rows on main have distinct text hashes (duplicates are rejected), so their ids are unique
+    across the whole dataset, and an id names the same text in every repo and archive."""
+    hashes = np.ascontiguousarray(np.asarray(text_hashes, np.int64).astype(">i8"))
+    digits = hashes.tobytes().hex().encode()
+    offsets = np.arange(0, len(digits) + 1, 16, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), len(hashes), [None, pa.py_buffer(offsets), pa.py_buffer(digits)])
+
+
+def row_id(text_hash: int) -> str:
+    return f"{text_hash & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 PUNCTUATION = "\"'`.,;:!?()[]{}<>«»“”‘’„…—–-*_/\\|#~^"

@@ -28,15 +28,16 @@ from vdata_hub import DATASET_LICENSE, __version__, hub
 from vdata_hub.config import resolve_repo
 from vdata_hub.errors import ValidationFailed, VdataError
 from vdata_hub.generation.local_dataset import load_local_dataset
-from vdata_hub.generation.records import ARROW_SCHEMA
+from vdata_hub.generation.records import ARROW_SCHEMA, upgrade_table
 from vdata_hub.progress import ProgressArg, Reporter
 from vdata_hub.repo import balance, layout, shard_format
-from vdata_hub.repo.index import read_main_hashes
+from vdata_hub.repo.index import open_index
 from vdata_hub.repo.snapshot import json_bytes
 from vdata_hub.repo.validation import Rules, validate
 
 DEFAULT_LICENSE = DATASET_LICENSE
 ROW_GROUP_ROWS = 65_536
+DUPLICATE_REASONS = {"duplicate", "duplicate_of_main", "near_duplicate", "near_duplicate_of_main"}
 
 
 @dataclass
@@ -51,6 +52,7 @@ class ContributionResult:
     pr_url: str | None = None
     status: str = "opened"  # opened | dry_run | already_open | already_merged
     seconds: dict = field(default_factory=dict)  # time per stage: check_main, validate_and_write, upload
+    main_index: object = None  # the repo.index.MainIndex consulted (bytes_read, requests, bytes_total)
 
     def summary(self) -> str:
         lines = [self.report.summary()]
@@ -72,7 +74,7 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
     `progress`: notes on each stage (see vdata_hub.progress)."""
     repo = resolve_repo(repo)
     reporter = Reporter(progress)
-    table = select_part(load_local_dataset(out), part)
+    table = select_part(upgrade_table(load_local_dataset(out)), part)  # older folders: no plan_key
     if table.num_rows == 0:
         raise ValidationFailed(f"nothing to contribute: {out} has no rows" + (f" matching `part` {part}" if part else ""))
     hf_api = hub.api(token)
@@ -80,20 +82,21 @@ def contribute(out: str = "vdata-out", repo: str | None = None, token: str | Non
     reporter.note(f"checking {table.num_rows} rows against {repo} ...")
     clock = time.perf_counter()
     base = hub.main_sha(hf_api, repo, token)
-    main = read_main_hashes(repo, token, revision=base, hf_api=hf_api)
+    main = open_index(repo, base, token, hf_api)
     seconds = {"check_main": time.perf_counter() - clock}
     with tempfile.TemporaryDirectory(prefix="vdata-contribute-") as tmp:
         clock = time.perf_counter()
         writer = ShardWriter(Path(tmp), background=True)
         try:
-            report = validate(table, known_hashes=main.hashes, rules=rules, sink=writer.write)
+            report = validate(table, main=main, rules=rules, sink=writer.write)
         finally:
             writer.close()
         seconds["validate_and_write"] = time.perf_counter() - clock
         if report.accepted == 0:
             raise ValidationFailed(_nothing_left(report))
         contribution_id = contribution_hash(report.accepted_hashes())
-        result = ContributionResult(repo=repo, contribution_id=contribution_id, report=report, seconds=seconds)
+        result = ContributionResult(repo=repo, contribution_id=contribution_id, report=report, seconds=seconds,
+                                    main_index=main)
         existing = find_contribution(hf_api, repo, contribution_id, token)
         if existing is not None:
             result.status, result.pr_url = existing
@@ -122,13 +125,16 @@ def _nothing_left(report) -> str:
     reasons = ", ".join(f"{reason}: {count}" for reason, count in report.rejected.most_common())
     if set(report.rejected) == {"duplicate_of_main"}:
         return f"nothing new to contribute: all {report.total} rows are already on the repo's main branch"
+    if set(report.rejected) <= DUPLICATE_REASONS and set(report.rejected) & {"duplicate_of_main", "near_duplicate_of_main"}:
+        return (f"nothing new to contribute: all {report.total} rows are on the repo's main branch or (near) "
+                f"duplicates of rows there or of each other ({reasons})")
     return f"no row passed validation ({reasons}); nothing was uploaded"
 
 
 def select_part(table: pa.Table, part) -> pa.Table:
     """--part: a fraction (0.25), a count (500) or filters (bias_axis=gender,domain=health; `a|b` for
-    alternatives). Fractions and counts take rows in the order of a hash of their id, so a larger
-    part always contains a smaller one."""
+    alternatives). Fractions and counts take rows in the order of a hash of their plan key, so a
+    larger part always contains a smaller one."""
     if part is None or part == "":
         return table
     if isinstance(part, str) and "=" in part:
@@ -143,7 +149,8 @@ def select_part(table: pa.Table, part) -> pa.Table:
             mask = hit if mask is None else pc.and_(mask, hit)
         return table.filter(mask)
     count = _part_count(part, table.num_rows)
-    order = np.argsort([hashlib.sha256(i.encode()).digest() for i in table.column("id").to_pylist()], kind="stable")
+    order = np.argsort([hashlib.sha256(i.encode()).digest() for i in table.column("plan_key").to_pylist()],
+                       kind="stable")
     return table.take(np.sort(order[:count]))
 
 

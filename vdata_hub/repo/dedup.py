@@ -1,6 +1,7 @@
-"""Duplicate and near-duplicate decisions: exact duplicates by text hash or id, duplicates of
-main by text hash, near duplicates by one-permutation MinHash with rotation densification and LSH
-banding. Decisions are made run by run in row order, exactly as over the whole input at once.
+"""Duplicate and near-duplicate decisions: exact duplicates by text hash or plan key, duplicates
+and near duplicates of main through the repo's index, near duplicates inside a contribution by
+one-permutation MinHash with rotation densification and LSH banding. Decisions are made run by run
+in row order, exactly as over the whole input at once.
 """
 
 from __future__ import annotations
@@ -43,6 +44,24 @@ def minhash_signatures(token_hash: np.ndarray, rows: np.ndarray, n: int, k: int)
     return _densify(spare[:n])
 
 
+def text_signatures(text, shingle_words: int, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Text hashes (int64) and MinHash signatures of texts as stored on main: what contribute and
+    review computed for them (reindex rebuilds the index with this)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from vdata_hub.generation.records import hash_word_sequences, text_words, word_hashes
+
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    words, rows = text_words(text.fill_null(""))
+    encoded = pc.dictionary_encode(words)
+    token_hash = word_hashes(words, {} if cache is None else cache,
+                             (encoded.dictionary.to_pylist(), np.asarray(encoded.indices, np.int64)))
+    return (hash_word_sequences(len(text), rows, token_hash),
+            minhash_signatures(token_hash, rows, len(text), shingle_words))
+
+
 def _densify(signatures: np.ndarray) -> np.ndarray:
     """Fill each empty bin from the next non-empty bin (cyclically), mixed with the distance, so
     short texts still compare (rotation densification). One step of distance at a time: the first
@@ -75,65 +94,113 @@ def _densify(signatures: np.ndarray) -> np.ndarray:
     return signatures
 
 
+BANDS = SIGNATURE_BINS // 4
+
+
+def band_keys(signatures: np.ndarray) -> np.ndarray:
+    """(rows, BANDS) uint64: each band's 4 16-bit bins as one key, mixed (a bijection) so that
+    every bit is uniform: MinHash bins are minimums, small values are common, and the index keeps
+    only a key's top bits."""
+    from vdata_hub.generation.records import mix64
+
+    return mix64(np.ascontiguousarray(signatures, dtype="<u2").view("<u8").astype(np.uint64))
+
+
+def min_shared_bands(threshold: float) -> int:
+    """Bands that two signatures with estimated similarity >= threshold always share: at most
+    64 - ceil(64 * threshold) bins differ, and each spoils one band. With 16 bands of 4 and the
+    default 0.8, at least 4 bands are equal, so no near duplicate of a main row can be missed
+    (below a threshold of 0.77 the banding only finds most of them)."""
+    differing = SIGNATURE_BINS - int(np.ceil(SIGNATURE_BINS * threshold - 1e-9))
+    return max(1, BANDS - differing)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Estimated Jaccard similarity of signature pairs: the share of equal bins."""
+    return (a == b).mean(axis=1)
+
+
+class NoMain:
+    """Main with no rows (a new repo, or a check without main)."""
+
+    def duplicates(self, hashes: np.ndarray) -> np.ndarray:
+        return np.zeros(len(hashes), bool)
+
+    def near_duplicates(self, signatures: np.ndarray, threshold: float) -> np.ndarray:
+        return np.zeros(len(signatures), np.int64)
+
+
 class DuplicateDecisions:
     """What the rows decided so far leave behind for the next batch, so duplicates are decided
     batch by batch in row order, exactly as over the whole contribution at once:
-    - duplicate: a later row with the same text hash or id as an earlier row that passed the
-      per-row checks (the earlier one is kept);
-    - duplicate_of_main: the text hash is already on main;
+    - duplicate: a later row with the same text hash or plan key as an earlier row that passed
+      the per-row checks (the earlier one is kept);
+    - duplicate_of_main: the text hash is on main;
+    - near_duplicate_of_main: the signature matches a main row's (estimated Jaccard similarity
+      at least the threshold), found through `main` (repo.index.MainIndex);
     - near_duplicate: LSH banding (16 bands of 4 bins) gives each row a candidate per band, the
-      first live row with the same band; a candidate whose estimated Jaccard similarity reaches
-      the threshold makes the row a near duplicate of it.
+      first earlier row with the same band key among all rows that passed the per-row checks; a
+      candidate whose estimated similarity reaches the threshold makes the row a near duplicate.
+    Which rows are candidates does not depend on the other decisions, so a contribution decided
+    again after its accepted rows reached main rejects every row (the accepted ones are then on
+    main, the others have the same candidates as before).
+    `matched[row]`: the text hash of the main row a row duplicates (0: none).
     Kept per distinct key: the text hash and the 16 band keys with their first row (12 bytes each,
-    in FirstRows: about 200 bytes per row), and the ids in a set."""
+    in FirstRows: about 200 bytes per row), and the plan keys in a set."""
 
-    BANDS = SIGNATURE_BINS // 4
-
-    def __init__(self, known: np.ndarray | None, signatures: np.ndarray, threshold: float):
-        self.known = np.unique(np.asarray(known, np.int64)) if known is not None and len(known) else None
+    def __init__(self, main, signatures: np.ndarray, threshold: float):
+        self.main = main if main is not None else NoMain()
         self.signatures = signatures  # all rows' signatures, filled in before decide() is called
         self.threshold = threshold
+        self.matched = np.zeros(len(signatures), np.int64)
         self.hashes = FirstRows()
-        self.ids: set = set()
-        self.bands = [FirstRows() for _ in range(self.BANDS)]
+        self.keys: set = set()
+        self.bands = [FirstRows() for _ in range(BANDS)]
 
-    def decide(self, start: int, reasons: np.ndarray, hashes: np.ndarray, ids: list) -> np.ndarray:
-        """The final reasons of rows start.. given their per-row reasons (0 = passed so far)."""
+    def decide(self, start: int, reasons: np.ndarray, hashes: np.ndarray, keys: list) -> np.ndarray:
+        """The final reasons of rows start.. given their per-row reasons (0 = passed so far) and
+        plan keys."""
         reasons = reasons.copy()
-        live = np.flatnonzero(reasons == 0)
-        if len(live) == 0:
+        passed = np.flatnonzero(reasons == 0)
+        if len(passed) == 0:
             return reasons
-        keys = hashes[live].view(np.uint64)
-        later = self.hashes.first(keys, start + live) != start + live
-        earlier, first = self.ids, {}
-        for j, i in enumerate(live.tolist()):
-            key = ids[i]
+        later = self.hashes.first(hashes[passed].view(np.uint64), start + passed) != start + passed
+        earlier, first = self.keys, {}
+        for j, i in enumerate(passed.tolist()):
+            key = keys[i]
             if key in earlier or key in first:
                 later[j] = True
             else:
                 first[key] = i
         earlier.update(first)
-        reasons[live[later]] = CODE["duplicate"]
-        if self.known is not None:
-            live = np.flatnonzero(reasons == 0)
-            reasons[live[contains(self.known, hashes[live])]] = CODE["duplicate_of_main"]
-        self._near(start, reasons)
+        reasons[passed[later]] = CODE["duplicate"]
+        live = np.flatnonzero(reasons == 0)
+        on_main = live[self.main.duplicates(hashes[live])]
+        reasons[on_main] = CODE["duplicate_of_main"]
+        self.matched[start + on_main] = hashes[on_main]
+        live = np.flatnonzero((reasons == 0) & (self.signatures[start:start + len(reasons), 0] != EMPTY_BIN))
+        if len(live):
+            near = self.main.near_duplicates(self.signatures[start + live], self.threshold)
+            reasons[live[near != 0]] = CODE["near_duplicate_of_main"]
+            self.matched[start + live[near != 0]] = near[near != 0]
+        self._near(start, reasons, passed)
         return reasons
 
-    def _near(self, start: int, reasons: np.ndarray) -> None:
+    def _near(self, start: int, reasons: np.ndarray, passed: np.ndarray) -> None:
         sig = self.signatures[start:start + len(reasons)]
-        live = np.flatnonzero((reasons == 0) & (sig[:, 0] != EMPTY_BIN))
-        if len(live) == 0:
+        passed = passed[sig[passed, 0] != EMPTY_BIN]
+        if len(passed) == 0:
             return
-        rows = start + live  # row numbers in the whole contribution
-        keys = np.ascontiguousarray(sig[live]).view(np.uint64)  # (rows, bands): 4 16-bit bins as one key
-        rep = np.stack([self.bands[band].first(keys[:, band], rows) for band in range(self.BANDS)], axis=1)
-        other = rep != rows[:, None]
+        rows = start + passed  # row numbers in the whole contribution
+        keys = band_keys(sig[passed])
+        rep = np.stack([self.bands[band].first(keys[:, band], rows) for band in range(BANDS)], axis=1)
+        live = reasons[passed] == 0
+        other = (rep != rows[:, None]) & live[:, None]
         if not other.any():
             return
         pairs = np.unique(np.stack([np.broadcast_to(rows[:, None], rep.shape)[other], rep[other]], axis=1), axis=0)
-        similarity = (self.signatures[pairs[:, 0]] == self.signatures[pairs[:, 1]]).mean(axis=1)
-        near = np.unique(pairs[similarity >= self.threshold, 0])
+        similar = similarity(self.signatures[pairs[:, 0]], self.signatures[pairs[:, 1]]) >= self.threshold
+        near = np.unique(pairs[similar, 0])
         reasons[near - start] = CODE["near_duplicate"]
 
 
@@ -166,6 +233,7 @@ class FirstRows:
 
 
 def contains(sorted_values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Which keys are in the sorted array."""
     if len(sorted_values) == 0:
         return np.zeros(len(keys), bool)
     at = np.minimum(np.searchsorted(sorted_values, keys), len(sorted_values) - 1)

@@ -10,7 +10,8 @@
     compactions/<date>-<digest>.json                         what one compaction replaced, and the summed
                                                              manifests of the contributions it compacted
     archive/<date>-<digest>.json                             what one `archive` moved to which repo
-    index/                                                   the near-duplicate index (`vdata reindex`)
+    index/<run name>.vdx                                     a run of the duplicate index (repo.index_format;
+                                                             written by review --merge and `vdata reindex`)
     README.md                                                the dataset card (configs: default + one per axis)
 
 Older repos also hold data/<axis>/<contribution_id>.parquet and contributions/<contribution_id>.json:
@@ -53,6 +54,7 @@ _COMPACTED_SHARD = re.compile(
 _MANIFEST = re.compile(rf"^{CONTRIBUTIONS_DIR}/(?:[0-9a-f]{{2}}/)?({CONTRIBUTION_ID_PATTERN})\.json$")
 _COMPACTION_RECORD = re.compile(rf"^{COMPACTIONS_DIR}/({DATE_PATTERN})-({DIGEST_PATTERN})\.json$")
 _ARCHIVE_RECORD = re.compile(rf"^{ARCHIVE_DIR}/({DATE_PATTERN})-({DIGEST_PATTERN})\.json$")
+_INDEX_RUN = re.compile(rf"^{INDEX_DIR}/([0-9a-f]{{16}})\.vdx$")
 
 
 def shard_path(axis: str, contribution_id: str) -> str:
@@ -85,6 +87,21 @@ def compaction_record_path(date: str, digest: str) -> str:
 
 def archive_record_path(date: str, digest: str) -> str:
     return f"{ARCHIVE_DIR}/{date}-{digest}.json"
+
+
+def index_run_path(name: str) -> str:
+    """A run of the duplicate index, named by a hash of its bytes."""
+    return f"{INDEX_DIR}/{name}.vdx"
+
+
+def is_index_file(path: str) -> bool:
+    """Anything under index/ (runs, and whatever a later format adds there)."""
+    return path.startswith(f"{INDEX_DIR}/")
+
+
+def index_run_name(path: str) -> str | None:
+    match = _INDEX_RUN.match(path)
+    return match.group(1) if match else None
 
 
 def is_shard(path: str) -> bool:

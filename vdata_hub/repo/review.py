@@ -1,6 +1,9 @@
 """Maintainer review of contribution pull requests: find what each PR adds relative to its base,
-check the layout, run the same validation as `contribute` (plus duplicates against the current
-main), comment the report on the PR, and merge or close it. After merges the card is refreshed.
+check the layout, run the same validation as `contribute` (plus duplicates and near duplicates
+against the current main, through the duplicate index), comment the report on the PR, and merge
+or close it. Merging first commits the run indexing the PR's rows to the PR's ref, so the merge
+puts rows and index entries on main together (repo.reindex); after merges, full tiers of index
+runs are merged and the card is refreshed.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from vdata_hub import hub
-from vdata_hub.repo import layout
-from vdata_hub.repo.index import read_main_hashes
-from vdata_hub.repo.snapshot import snapshot
 from vdata_hub.config import resolve_repo
-from vdata_hub.repo.contribute import contribution_hash
 from vdata_hub.errors import HubError, ValidationFailed, VdataError
 from vdata_hub.progress import ProgressArg, Reporter
+from vdata_hub.repo import layout
+from vdata_hub.repo.contribute import contribution_hash
+from vdata_hub.repo.index import open_index
+from vdata_hub.repo.reindex import contribution_run, merge_runs, same_content
+from vdata_hub.repo.snapshot import snapshot
 from vdata_hub.repo.validation import Rules, validate
 
 REVIEW_RULES = Rules(pii="reject", check_hashes=True)
@@ -37,6 +41,8 @@ class PullRequestReview:
     files: list = field(default_factory=list)
     action: str = "commented"  # commented | merged | closed | skipped
     hashes: np.ndarray | None = None
+    run: tuple | None = None  # (path, bytes) of the index run of the PR's rows, once it passed
+    run_on_pr: bool = False  # the PR already holds that run (an earlier review pushed it)
 
     def summary(self) -> str:
         verdict = "passed" if self.passed else "failed"
@@ -66,7 +72,7 @@ def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid:
                 raise HubError(f"#{pr} on {repo} is not an open pull request")
         else:
             found = sorted(hub.open_pull_requests(hf_api, repo, token), key=lambda d: d.num)
-    known = read_main_hashes(repo, token, hf_api=hf_api).hashes
+    index = open_index(repo, hub.main_sha(hf_api, repo, token), token, hf_api)
     results = []
     for discussion in found:
         if discussion.title.startswith(compact.TITLE_PREFIX):
@@ -75,12 +81,16 @@ def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid:
                                                                          "merge it on the Hub"]))
             continue
         reporter.note(f"reviewing #{discussion.num} {discussion.title} ...")
-        result = review_one(hf_api, repo, discussion.num, discussion.title, known, token)
+        result = review_one(hf_api, repo, discussion.num, discussion.title, index, token)
         _act(hf_api, repo, token, discussion, result, merge, close_invalid)
-        if result.action == "merged":
-            known = np.concatenate([known, result.hashes])
+        if result.action == "merged":  # the merge put the PR's run in the index
+            index = open_index(repo, hub.main_sha(hf_api, repo, token), token, hf_api, reuse=index)
         results.append(result)
     if any(result.action == "merged" for result in results):
+        try:
+            merge_runs(repo, token, hf_api, index)
+        except VdataError as exc:  # every run is still there: the next merge merges them
+            reporter.note(f"merging index runs failed ({exc}); the next review --merge merges them")
         threshold = compact.DEFAULT_THRESHOLD if compact_threshold is None else compact_threshold
         if compact.needs_compaction(snapshot(hf_api, repo, "main", token), threshold):
             try:
@@ -92,17 +102,18 @@ def review(repo: str | None = None, pr=None, merge: bool = False, close_invalid:
     return results
 
 
-def review_one(hf_api, repo: str, num: int, title: str, known: np.ndarray, token: str | None) -> PullRequestReview:
-    """Check one PR; nothing is posted here."""
+def review_one(hf_api, repo: str, num: int, title: str, main, token: str | None) -> PullRequestReview:
+    """Check one PR against `main` (a repo.index.MainIndex); nothing is posted here."""
     revision = f"refs/pr/{num}"
     result = PullRequestReview(num=num, title=title, passed=False)
-    added, changed = pr_changes(hf_api, repo, revision, token)
+    added, changed = pr_changes(hf_api, repo, revision, token, num)
     result.files = sorted(added)
     if changed:
         result.problems.append(f"changes or deletes existing files (the dataset is append-only): {', '.join(changed)}")
     shards = [path for path in added if layout.contributed_shard(path)]
     manifests = [path for path in added if layout.manifest_id(path)]
-    others = [path for path in added if path not in shards and path not in manifests]
+    index_files = [path for path in added if layout.is_index_file(path)]
+    others = [path for path in added if path not in shards and path not in manifests and path not in index_files]
     if others:
         result.problems.append(f"adds files outside the dataset layout: {', '.join(others)}")
     ids = {layout.contributed_shard(p)[1] for p in shards} | {layout.manifest_id(p) for p in manifests}
@@ -115,13 +126,18 @@ def review_one(hf_api, repo: str, num: int, title: str, known: np.ndarray, token
         local = {path: hf_api.hf_hub_download(repo, path, repo_type="dataset", revision=revision, local_dir=tmp)
                  for path in sorted(shards + manifests)}
         try:
-            report = validate([local[p] for p in sorted(shards)], known_hashes=known, rules=REVIEW_RULES)
+            report = validate([local[p] for p in sorted(shards)], main=main, rules=REVIEW_RULES)
         except ValidationFailed as exc:
             result.problems.append(str(exc))
             return result
         result.report = report
         result.problems += _consistency(local, sorted(shards), manifests, report)
     result.hashes = report.accepted_hashes()
+    if report.ok and len(ids) == 1:
+        result.run = contribution_run(report, next(iter(ids)), REVIEW_RULES)
+        result.run_on_pr = index_files == [result.run[0]] and same_content(added[result.run[0]], result.run[1])
+    if index_files and not result.run_on_pr:
+        result.problems.append(f"adds index files that are not the index of its rows: {', '.join(index_files)}")
     result.passed = not result.problems and report.ok
     return result
 
@@ -168,24 +184,71 @@ def _same_balance(claimed, paths: list) -> bool:
         return False
 
 
-def pr_changes(hf_api, repo: str, revision: str, token: str | None) -> tuple[dict, list]:
+def pr_changes(hf_api, repo: str, revision: str, token: str | None, num: int | None = None) -> tuple[dict, list]:
     """Files the PR adds ({path: blob id}) and paths it changes or deletes, relative to the commit
-    of main it started from (so later merges into main are not mistaken for the PR's changes)."""
+    of main it started from (so later merges into main are not mistaken for the PR's changes).
+    Only the folders whose tree ids differ are listed, and only the PR's newest commits, so the
+    cost follows the PR's size, not the repo's."""
     with hub.errors(repo, token, f"comparing {revision} with main"):
-        main_commits = {c.commit_id for c in hf_api.list_repo_commits(repo, repo_type="dataset", revision="main")}
-        pr_commits = [c.commit_id for c in hf_api.list_repo_commits(repo, repo_type="dataset", revision=revision)]
-        base = next((c for c in pr_commits if c in main_commits), None)
-        head = _tree(hf_api, repo, revision)
-        before = _tree(hf_api, repo, base) if base else {}
-    added = {path: oid for path, oid in head.items() if path not in before}
-    changed = sorted([p for p, oid in head.items() if p in before and before[p] != oid]
-                     + [p for p in before if p not in head])
-    return added, changed
+        base = _pr_base(hf_api, repo, revision, num, token)
+        if base is None:
+            return _files(hf_api, repo, revision, None), []
+        added, changed = {}, []
+        folders = [None]
+        while folders:
+            folder = folders.pop()
+            before, after = _entries(hf_api, repo, base, folder), _entries(hf_api, repo, revision, folder)
+            for path, (kind, oid) in after.items():
+                if path not in before:
+                    added.update(_files(hf_api, repo, revision, path) if kind == "folder" else {path: oid})
+                elif before[path] != (kind, oid):
+                    if kind == before[path][0] == "folder":
+                        folders.append(path)
+                    else:
+                        changed.append(path)
+            for path, (kind, _) in before.items():
+                if path not in after:
+                    changed += sorted(_files(hf_api, repo, base, path)) if kind == "folder" else [path]
+    return added, sorted(changed)
 
 
-def _tree(hf_api, repo: str, revision: str) -> dict:
+def _pr_base(hf_api, repo: str, revision: str, num: int | None, token: str | None) -> str | None:
+    """The commit of main the PR started from: the newest commit of its history that the PR did not
+    add (the PR's commits are its `commit` events)."""
+    if num is None:
+        return _pr_base_from_main(hf_api, repo, revision)
+    details = hf_api.get_discussion_details(repo, num, repo_type="dataset")
+    own = {event.oid for event in details.events if event.type == "commit"}
+    if not own:
+        return _pr_base_from_main(hf_api, repo, revision)
+    for commit in hub.commits(repo, revision, token):
+        if commit not in own:
+            return commit
+    return None
+
+
+def _pr_base_from_main(hf_api, repo: str, revision: str) -> str | None:
+    main_commits = {c.commit_id for c in hf_api.list_repo_commits(repo, repo_type="dataset", revision="main")}
+    pr_commits = [c.commit_id for c in hf_api.list_repo_commits(repo, repo_type="dataset", revision=revision)]
+    return next((c for c in pr_commits if c in main_commits), None)
+
+
+def _entries(hf_api, repo: str, revision: str, folder: str | None) -> dict:
+    """{path: ("folder" | "file", tree id or content id)} of one folder's direct entries."""
+    entries = {}
+    for entry in hf_api.list_repo_tree(repo, path_in_repo=folder, repo_type="dataset", revision=revision):
+        if hasattr(entry, "blob_id"):
+            entries[entry.path] = ("file", entry.lfs.sha256 if getattr(entry, "lfs", None) else entry.blob_id)
+        else:
+            entries[entry.path] = ("folder", entry.tree_id)
+    return entries
+
+
+def _files(hf_api, repo: str, revision: str, folder: str | None) -> dict:
+    """{path: content id} of every file under a folder (None: the whole repo)."""
     return {entry.path: (entry.lfs.sha256 if getattr(entry, "lfs", None) else entry.blob_id)
-            for entry in hf_api.list_repo_tree(repo, recursive=True, repo_type="dataset", revision=revision)
+            for entry in hf_api.list_repo_tree(repo, path_in_repo=folder, recursive=True, repo_type="dataset",
+                                               revision=revision)
             if hasattr(entry, "blob_id")}
 
 
@@ -196,7 +259,7 @@ def _act(hf_api, repo: str, token: str | None, discussion, result: PullRequestRe
 
     report = result.report.as_dict() if result.report is not None else {
         "checked": 0, "accepted": 0, "rejected": {}, "scrubbed": {}, "flagged": {}}
-    examples = {reason: ids[:3] for reason, ids in (result.report.rejected_ids.items() if result.report else [])}
+    examples = {reason: result.report.example_ids(reason) for reason in (result.report.rejected_ids if result.report else [])}
     comment = render_template("review_comment.md.j2", passed=result.passed, problems=result.problems,
                               report=report, examples=examples, files=result.files)
     num = discussion.num
@@ -205,6 +268,8 @@ def _act(hf_api, repo: str, token: str | None, discussion, result: PullRequestRe
         if result.passed and merge:
             if discussion.status == "draft":
                 hf_api.change_discussion_status(repo, num, "open", repo_type="dataset")
+            if not result.run_on_pr:
+                _push_run(hf_api, repo, num, result.run)
             hub.with_retries(lambda: hf_api.merge_pull_request(repo, num, comment="Merged by vdata review.",
                                                                repo_type="dataset"))
             result.action = "merged"
@@ -214,3 +279,13 @@ def _act(hf_api, repo: str, token: str | None, discussion, result: PullRequestRe
             hf_api.change_discussion_status(repo, num, "closed", comment=f"Closed by vdata review: {reasons}",
                                             repo_type="dataset")
             result.action = "closed"
+
+
+def _push_run(hf_api, repo: str, num: int, run: tuple) -> None:
+    """Commit the index run of the PR's rows to the PR, so that merging it adds both."""
+    from huggingface_hub import CommitOperationAdd
+
+    path, data = run
+    hub.with_retries(lambda: hf_api.create_commit(
+        repo, [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data)], repo_type="dataset",
+        revision=f"refs/pr/{num}", commit_message="Index the contribution's rows for duplicate checks"))

@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 
 from vdata_hub.errors import ValidationFailed
 from vdata_hub.generation import quality
-from vdata_hub.generation.records import ARROW_SCHEMA, RECORD_FIELDS, hash_word_sequences, text_words, word_hashes
+from vdata_hub.generation.records import (ARROW_SCHEMA, RECORD_FIELDS, hash_word_sequences, row_ids, text_words,
+                                          word_hashes)
 from vdata_hub.repo.layout import AXIS_PATTERN
 from vdata_hub.resources import CARD_DIR
 
@@ -36,13 +37,15 @@ REASONS = [
     "too_long",
     "row_too_large",
     "text_hash_mismatch",  # review only: the shard's text_hash does not match its text
+    "bad_id",  # review only: the id is not the one its text hash gives (records.row_ids)
     "refusal",
     "boilerplate",  # only when the rules reject boilerplate instead of flagging it
     "secret",  # something that looks like an API key, token or private key
     "personal_data",  # e-mail or phone number, when the rules reject instead of scrubbing
     "blocklisted_term",
-    "duplicate",  # same normalised text (or id) earlier in the contribution
+    "duplicate",  # same normalised text (or plan key) earlier in the contribution
     "duplicate_of_main",  # same normalised text already on the repo's main branch
+    "near_duplicate_of_main",  # MinHash Jaccard estimate above the threshold with a row on main
     "near_duplicate",  # MinHash Jaccard estimate above the threshold with an earlier row
 ]
 
@@ -50,7 +53,7 @@ REASONS = [
 CODE = {name: code for code, name in enumerate(REASONS)}
 
 
-REQUIRED_PROVENANCE = ["id", "model", "template", "bias_axis", "created_at", "generator_version"]
+REQUIRED_PROVENANCE = ["id", "plan_key", "model", "template", "bias_axis", "created_at", "generator_version"]
 
 
 BIAS_AXIS_PATTERN = f"^{AXIS_PATTERN}$"
@@ -172,11 +175,14 @@ def check_batch(batch: pa.RecordBatch, rules: Rules, blocklist: "Blocklist", scr
         reject(boilerplate, "boilerplate")
 
     hashes = hash_word_sequences(n, tokens[1], token_hash)
+    ids = column(batch, "id").fill_null("")
     if rules.check_hashes and "text_hash" in batch.schema.names:
         given = np.asarray(column(batch, "text_hash").fill_null(0), np.int64)
         reject(given != hashes, "text_hash_mismatch")
+        reject(~_bool(pc.equal(ids, row_ids(given))), "bad_id")
     row = {"reasons": reasons, "hashes": hashes, "flags": boilerplate, "suspicious": suspicious,
-           "ids": column(batch, "id").fill_null("").to_pylist(), "word_hashes": token_hash, "word_rows": tokens[1]}
+           "ids": ids, "keys": column(batch, "plan_key").fill_null("").to_pylist(),
+           "word_hashes": token_hash, "word_rows": tokens[1]}
     if clean:
         row["clean"] = _canonical(batch, text, hashes, boilerplate)
     return row
@@ -235,6 +241,8 @@ def _canonical(batch: pa.RecordBatch, text: pa.Array, hashes: np.ndarray, flags:
     for name in RECORD_FIELDS:
         if name == "text_hash":
             columns[name] = pa.array(hashes, pa.int64())
+        elif name == "id":
+            columns[name] = row_ids(hashes)
         elif name == "text":
             columns[name] = text
         elif name == "flags" and not flags.any():

@@ -19,7 +19,7 @@ from functools import lru_cache
 from vdata_hub.generation.records import ARROW_SCHEMA
 
 COMPRESSION = "zstd"
-NO_DICTIONARY = {"id", "text", "prompt", "text_hash", "created_at", "variables"}
+NO_DICTIONARY = {"id", "plan_key", "text", "prompt", "text_hash", "created_at", "variables"}
 ROW_GROUP_BYTES = 100 * 2**20
 
 
