@@ -219,7 +219,7 @@ def test_the_same_near_duplicates_contributed_twice_open_one_pr(hub, fake_llm, t
     The second time no row is new: no second PR, whatever near duplicates the data holds."""
     from tests.test_generate import write_spec
     from vdata_hub.generation.generate import generate
-    from vdata_hub.repo.contribute import load_local
+    from vdata_hub.generation.local_dataset import load_local_dataset
     from vdata_hub.repo.index import open_index
     from vdata_hub.repo.validation import validate
 
@@ -240,7 +240,7 @@ def test_the_same_near_duplicates_contributed_twice_open_one_pr(hub, fake_llm, t
     assert state(hub, name) == before  # no second PR, nothing on main
 
     api = HfApi(token=hub.token)
-    again = validate(load_local(out), main=open_index(name, before[0], hub.token))
+    again = validate(load_local_dataset(out), main=open_index(name, before[0], hub.token))
     assert again.accepted == 0
     assert again.rejected["duplicate_of_main"] == first.report.accepted
     assert again.rejected["near_duplicate_of_main"] > 0
