@@ -8,7 +8,8 @@ The library is the API; the CLI (`python -m vdata_hub`, `vdata`) is a thin layer
 
 The package follows the flow of the data, one subpackage per stage:
   generation/  spec -> prompts -> LLM calls -> records -> Arrow dataset on disk
-  repo/        the Hub dataset repo: layout, validation, contribute, review, compact, archive, card
+  repo/        the Hub dataset repo: layout, validation, duplicate index, contribute, review,
+               compact, archive, card
   query/       reading it back: pull, SQL guard, DuckDB sandbox, shard reader
   eval/        bias benchmarks and fine-tuning (the repository's eval/ folder)
 The public verbs below are imported on first use, so `import vdata_hub` stays fast.
@@ -39,6 +40,7 @@ _VERBS = {
     "review": "vdata_hub.repo.review",
     "compact": "vdata_hub.repo.compact",
     "archive": "vdata_hub.repo.archive",
+    "reindex": "vdata_hub.repo.reindex",
     "card": "vdata_hub.repo.card",
     "init_repo": "vdata_hub.repo.card",
     "stats": "vdata_hub.repo.stats",
