@@ -124,6 +124,9 @@ def served_bytes(pattern: str) -> dict:
     """Counts GET /resolve/ responses whose URL contains `pattern` (bytes: their Content-Length)."""
     from huggingface_hub.utils import get_session
 
+    from vdata_hub.hub import use_timeouts
+
+    use_timeouts()  # vdata's client factory first: setting it later would drop the hook with the old client
     served = {"bytes": 0, "requests": 0}
 
     def count(response):

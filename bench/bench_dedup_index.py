@@ -40,6 +40,9 @@ def served_from_main(repo: str) -> dict:
     """Counts GETs of main's files (not refs/pr/*) under index/ and data/."""
     from huggingface_hub.utils import get_session
 
+    from vdata_hub.hub import use_timeouts
+
+    use_timeouts()  # vdata's client factory first: setting it later would drop the hook with the old client
     served = {"bytes": 0, "requests": 0}
 
     def count(response):
