@@ -35,15 +35,13 @@ def rows(axis_of, n, start):
 
 
 def contribute_and_merge(hub, repo, tmp_path, batches):
-    """Each batch of rows as one merged contribution (merged on the Hub, as a maintainer could),
-    then the card refreshed (its configs name the axes)."""
+    """Each batch of rows as one contribution merged by `review --merge` (which keeps the duplicate
+    index), then the card refreshed (its configs name the axes)."""
     from vdata_hub.repo.card import card
 
-    api = HfApi(token=hub.token)
     for batch in batches:
-        result = contribute(save_dataset(tmp_path / f"c{uuid.uuid4().hex[:6]}", batch), repo=repo,
-                            token=hub.token)
-        api.merge_pull_request(repo, int(result.pr_url.rsplit("/", 1)[1]), repo_type="dataset")
+        contribute(save_dataset(tmp_path / f"c{uuid.uuid4().hex[:6]}", batch), repo=repo, token=hub.token)
+        assert [r.action for r in review(repo=repo, merge=True, token=hub.token)] == ["merged"]
     card(repo, push=True, token=hub.token)
 
 
