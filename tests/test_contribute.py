@@ -9,6 +9,7 @@ from huggingface_hub import HfApi
 
 from tests.test_validation import make_row, story
 from vdata_hub import hub as hub_ops
+from vdata_hub.repo import layout
 from vdata_hub.repo.card import EVAL_END, EVAL_START, init_repo
 from vdata_hub.repo.contribute import contribute
 from vdata_hub.errors import AuthError, HubError, ValidationFailed, VdataError
@@ -248,7 +249,7 @@ def test_the_same_near_duplicates_contributed_twice_open_one_pr(hub, fake_llm, t
 
     on_main = set(load_dataset(name, split="train", revision=before[0])["id"])
     matched = [again.matches[row_id] for row_id in again.rejected_ids["near_duplicate_of_main"]]
-    assert set(matched) <= on_main and api.file_exists(name, f"contributions/{first.contribution_id}.json",
+    assert set(matched) <= on_main and api.file_exists(name, layout.manifest_path(first.contribution_id),
                                                        repo_type="dataset")
     assert "near_duplicate_of_main" in again.summary() and "(main: " in again.summary()
 
