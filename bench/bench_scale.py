@@ -115,13 +115,20 @@ class Texts:
         hashes = text_hashes(texts, words=(None, rows), token_hash=self.hashes[picks])
         return texts, hashes
 
+    def signatures(self, texts):
+        """The MinHash signatures contribute and review compute for these texts (the index's rows)."""
+        from vdata_hub.repo import dedup, index_format
+
+        return dedup.text_signatures(texts, index_format.SHINGLE_WORDS)[1]
+
 
 def contribution_table(texts: Texts, number: int, rows: int, when: datetime):
     """One contribution's rows with full provenance."""
     import numpy as np
     import pyarrow as pa
 
-    from vdata_hub.generation.records import ARROW_SCHEMA, to_json
+    from vdata_hub.generation.records import ARROW_SCHEMA
+    from vdata_hub.generation.spec import canonical_json as to_json
     from vdata_hub.repo.stats import _axes
 
     rng = texts.rng
@@ -137,8 +144,10 @@ def contribution_table(texts: Texts, number: int, rows: int, when: datetime):
     prompts = [f"Write a {t.replace('_', ' ')} set in {d}, about {g}, in about 350 words. Avoid stereotypes "
                f"about {a.replace('_', ' ')}; make the person specific, competent and ordinary. Variant {i}."
                for i, (t, d, g, a) in enumerate(zip(task.tolist(), domain.tolist(), group, axis.tolist()))]
+    from vdata_hub.generation.records import row_ids
+
     columns = {
-        "id": pa.array([f"bench-{number:05d}-{i:04d}-{uuid.uuid4().hex[:8]}" for i in range(rows)]),
+        "id": row_ids(text_hash),
         "text": text, "prompt": pa.array(prompts),
         "system_prompt": pa.array(["You write fair, specific, stereotype-free prose."] * rows),
         "template": pa.array(task.tolist()), "template_sha": pa.array(["a" * 64] * rows),
@@ -150,7 +159,9 @@ def contribution_table(texts: Texts, number: int, rows: int, when: datetime):
         "cost_usd": pa.array(output_tokens * 6e-7), "finish_reason": pa.array(["stop"] * rows),
         "created_at": pa.array([stamp] * rows), "generator_version": pa.array(["0.1.0"] * rows),
         "spec_sha": pa.array(["b" * 64] * rows), "augmented": pa.array([False] * rows),
-        "source_id": pa.array([""] * rows), "flags": pa.array([[]] * rows, pa.list_(pa.string())),
+        "source_id": pa.array([""] * rows),
+        "plan_key": pa.array([f"bench-{number:05d}-{i:04d}-{uuid.uuid4().hex[:8]}" for i in range(rows)]),
+        "flags": pa.array([[]] * rows, pa.list_(pa.string())),
         "text_hash": text_hash,
     }
     return pa.Table.from_pydict(columns, schema=ARROW_SCHEMA)
@@ -219,23 +230,35 @@ def contribution_day(number: int, total: int) -> datetime:
 
 def build(api, repo: str, texts: Texts, start: int, stop: int, total: int, rows: int, work: Path, arrow_sink,
           balance_cache: list) -> None:
-    """Contributions start..stop-1 committed to main, COMMIT_CONTRIBUTIONS per commit."""
+    """Contributions start..stop-1 committed to main, COMMIT_CONTRIBUTIONS per commit, each commit
+    with the duplicate index's run of its rows; full tiers of runs are then merged as `review
+    --merge` merges them, so index/ looks as it would after merging each contribution by review."""
+    import numpy as np
     from huggingface_hub import CommitOperationAdd
+
+    from vdata_hub.repo import index_format, layout
+    from vdata_hub.repo.reindex import merge_runs
 
     clock = time.perf_counter()
     for first in range(start, stop, COMMIT_CONTRIBUTIONS):
         folder = work / f"build-{first}"
         folder.mkdir(parents=True)
-        operations = []
+        operations, hashes, signatures, cids = [], [], [], []
         for number in range(first, min(stop, first + COMMIT_CONTRIBUTIONS)):
             when = contribution_day(number, total)
             table = contribution_table(texts, number, rows, when)
             arrow_sink.write_table(table)
-            _, files = write_contribution(table, folder, when, balance_cache)
+            cid, files = write_contribution(table, folder, when, balance_cache)
             operations += [CommitOperationAdd(path, str(content) if isinstance(content, Path) else content)
                            for path, content in files.items()]
+            hashes.append(np.asarray(table.column("text_hash"), np.int64))
+            signatures.append(texts.signatures(table.column("text")))
+            cids.append(cid)
+        run = index_format.build_run(np.concatenate(hashes), np.concatenate(signatures), cids)
+        operations.append(CommitOperationAdd(layout.index_run_path(index_format.run_name(run)), run))
         api.create_commit(repo, operations, commit_message=f"bench: contributions {first}..{number}",
                           repo_type="dataset")
+        merge_runs(repo, TOKEN, api)
         shutil.rmtree(folder)
         done = number + 1 - start
         if done % 100 == 0 or number + 1 == stop:
