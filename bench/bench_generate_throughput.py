@@ -1,24 +1,35 @@
 """Throughput of `generate` beside a minimal raw async HTTP client, same server, same requests.
 
-A third column runs bare `litellm.acompletion` calls under a semaphore: every generate call goes
-through LiteLLM, so that is generate's ceiling, and the gap between it and generate is what the
-orchestration (limits, retries, journal, progress) costs.
+For each concurrency, the same planned prompts are sent, one client after the other, to one fake
+OpenAI-compatible server (`python -m tests.fake_llm`, its own process):
+- raw aiohttp: a semaphore, one POST per record, the JSON parsed: the floor any client pays;
+- raw LiteLLM (with --litellm): bare `litellm.acompletion` calls under a semaphore in this
+  process, no retries, limits or journal: what one process of LiteLLM can do;
+- generate with each `--workers` value (0: the requests are sent from the generating process
+  itself, as before worker processes existed; N: from N worker processes).
+Targets (issue #15): at 0.2 s latency and concurrency 256, generate with 2 workers >= 1.7x its
+records/s with 1; with log-normal latencies (median 2 s, long tail) at concurrency 64, 256 and
+1024, generate >= 90% of the raw client.
 
-The fake OpenAI-compatible server runs in its own process with a fixed latency; for each
-concurrency both clients send the same planned prompts. Target: generate >= 90% of raw.
+    python bench/bench_generate_throughput.py --latency 0.2 --concurrency 256 --workers 0 1 2
+    python bench/bench_generate_throughput.py --latency 2 --latency-sigma 0.75 --concurrency 64 256 1024 --workers 2
 
-    python bench/bench_generate_throughput.py [--latency 0.2] [--concurrency 8 64 256] [--rounds 12]
-        [--min-records 240] [--model openai/fake-model]
-
-Each client also reports its CPU time per record (`time.process_time()` of this process, all
-threads: LiteLLM prepares each request in a worker thread), since on a small machine CPU per
-call, not latency, is what caps the LiteLLM-based clients.
+Records/s is over each client's request loop (generate: from the moment its workers have loaded
+LiteLLM to the last reply); "end to end" adds generate's start-up and dataset build. CPU ms per
+record is CPU time over the same loop divided by the records: this process's (all threads) for
+the raw clients; for generate, `loop_cpu_s` of its run summary (the generating process and its
+worker processes, from the end of their start-up to the last reply). The fake server's CPU is
+not counted. With
+--latency-sigma, the server draws each reply's latency from a log-normal with median --latency,
+re-seeded before each client, so every client meets the same latencies in order of arrival.
+Timings need a quiet machine: the load average before and after each client is printed with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -34,9 +45,9 @@ sys.path.insert(0, str(ROOT))
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 
-def start_server(port: int, latency: float) -> subprocess.Popen:
-    server = subprocess.Popen([sys.executable, "-m", "tests.fake_llm", "--port", str(port), "--latency", str(latency)],
-                              cwd=ROOT)
+def start_server(port: int, latency: float, sigma: float) -> subprocess.Popen:
+    server = subprocess.Popen([sys.executable, "-m", "tests.fake_llm", "--port", str(port), "--latency", str(latency),
+                               "--latency-sigma", str(sigma)], cwd=ROOT)
     for _ in range(100):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=1)
@@ -47,11 +58,18 @@ def start_server(port: int, latency: float) -> subprocess.Popen:
     raise RuntimeError("fake server did not start")
 
 
-def write_spec(folder: Path, num_records: int, concurrency: int, model: str) -> Path:
+def reseed_latencies(port: int) -> None:
+    """The same log-normal draws for the next client as for the one before."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/control", data=json.dumps({"latency_seed": 1}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+def write_spec(folder: Path, num_records: int, concurrency: int, model: str, timeout_s: float) -> Path:
     spec = {"model": model, "templates": ["counter_stereotype_story"],
             "variables": {"domain": ["healthcare", "hiring and work", "education"], "bias_axis": ["gender", "age"]},
             "num_records": num_records, "concurrency": concurrency,
-            "retries": {"max_attempts": 3, "backoff_base_s": 0.1, "timeout_s": 60}}
+            "retries": {"max_attempts": 3, "backoff_base_s": 0.1, "timeout_s": timeout_s}}
     path = folder / f"spec-{concurrency}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -69,9 +87,9 @@ def request_bodies(spec_path: Path) -> list[dict]:
             for p in iter_planned_records(loaded)]
 
 
-async def raw_litellm(base_url: str, spec_path: Path, concurrency: int) -> tuple[int, float]:
+async def raw_litellm(base_url: str, spec_path: Path, concurrency: int, timeout_s: float) -> tuple[int, float]:
     """LiteLLM's own cost: acompletion under a semaphore, no retries, limits or journal."""
-    from vdata_hub.generation.llm import import_litellm
+    from vdata_hub.generation.llm_call import import_litellm
 
     litellm = import_litellm()
     bodies = request_bodies(spec_path)
@@ -82,7 +100,7 @@ async def raw_litellm(base_url: str, spec_path: Path, concurrency: int) -> tuple
         nonlocal ok
         async with gate:
             reply = await litellm.acompletion(**{**body, "model": "openai/" + body["model"]}, api_base=base_url,
-                                              api_key="x", timeout=60, max_retries=0, num_retries=0)
+                                              api_key="x", timeout=timeout_s, max_retries=0, num_retries=0)
             ok += bool(reply.choices[0].message.content)
 
     started = time.monotonic()
@@ -90,7 +108,7 @@ async def raw_litellm(base_url: str, spec_path: Path, concurrency: int) -> tuple
     return ok, time.monotonic() - started
 
 
-async def raw_client(base_url: str, spec_path: Path, concurrency: int) -> tuple[int, float]:
+async def raw_client(base_url: str, spec_path: Path, concurrency: int, timeout_s: float) -> tuple[int, float]:
     """The floor: aiohttp, a semaphore, one POST per planned record, JSON parsed, nothing else."""
     import aiohttp
 
@@ -98,7 +116,9 @@ async def raw_client(base_url: str, spec_path: Path, concurrency: int) -> tuple[
     gate = asyncio.Semaphore(concurrency)
     ok = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, headers={"Authorization": "Bearer x"}) as session:
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, headers={"Authorization": "Bearer x"},
+                                     timeout=timeout) as session:
         async def one(body):
             nonlocal ok
             async with gate:
@@ -111,16 +131,16 @@ async def raw_client(base_url: str, spec_path: Path, concurrency: int) -> tuple[
         return ok, time.monotonic() - started
 
 
-def run_generate(base_url: str, spec_path: Path, out: Path):
+def run_generate(base_url: str, spec_path: Path, out: Path, workers: int):
     from vdata_hub.generation.generate import generate
 
     started = time.monotonic()
-    summary = generate(out=str(out), spec=str(spec_path), api_base=base_url, api_key="x")
+    summary = generate(out=str(out), spec=str(spec_path), api_base=base_url, api_key="x", workers=workers)
     return summary, time.monotonic() - started
 
 
 def timed(function, *args):
-    """(result, CPU seconds of this process while it ran)."""
+    """(result, CPU seconds of this process, all threads, while it ran)."""
     cpu = time.process_time()
     result = function(*args)
     return result, time.process_time() - cpu
@@ -132,56 +152,78 @@ def load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64, 256])
-    parser.add_argument("--rounds", type=int, default=12, help="records = rounds × concurrency")
-    parser.add_argument("--min-records", type=int, default=240,
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per reply (the median with --latency-sigma)")
+    parser.add_argument("--latency-sigma", type=float, default=0.0, help="> 0: log-normal latencies with this sigma")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[256])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="generate runs, one per value")
+    parser.add_argument("--litellm", action="store_true", help="also time bare litellm.acompletion in this process")
+    parser.add_argument("--rounds", type=int, default=6, help="records = rounds × concurrency")
+    parser.add_argument("--min-records", type=int, default=480,
                         help="at least this many records per concurrency (a short run at 8 is mostly noise)")
     parser.add_argument("--port", type=int, default=18790)
     parser.add_argument("--model", default="openai/fake-model",
                         help="an openai/ model name (the fake server answers any); a priced one such as "
                              "openai/gpt-4o-mini makes LiteLLM price each reply as in a real run")
     args = parser.parse_args()
-    server = start_server(args.port, args.latency)
+    timeout_s = max(60.0, 30 * args.latency * (1 + 4 * args.latency_sigma))
+    server = start_server(args.port, args.latency, args.latency_sigma)
     base_url = f"http://127.0.0.1:{args.port}/v1"
-    from vdata_hub.generation.llm import import_litellm
+    if args.litellm or 0 in args.workers:  # import and LiteLLM's lazy first-call set-up are not throughput
+        from vdata_hub.generation.llm_call import import_litellm
 
-    litellm = import_litellm()  # import time and LiteLLM's lazy first-call set-up are not throughput
-    asyncio.run(litellm.acompletion(model=args.model, messages=[{"role": "user", "content": "hi"}],
-                                    api_base=base_url, api_key="x", max_retries=0))
-    rows = []
+        asyncio.run(import_litellm().acompletion(model=args.model, messages=[{"role": "user", "content": "hi"}],
+                                                 api_base=base_url, api_key="x", max_retries=0))
+    rows = []  # (concurrency, client, records, rec/s, end-to-end rec/s or None, CPU ms/record, load)
+
+    def measure(concurrency: int, client: str, function, *call_args) -> None:
+        reseed_latencies(args.port)
+        before = load()
+        result, cpu = timed(function, *call_args)
+        if client.startswith("generate"):
+            summary, total_s = result
+            records, rate, end_to_end = summary.records, summary.records_per_s, summary.records / total_s
+            cpu = summary.loop_cpu_s  # without start-up (loading LiteLLM) and the dataset build
+            per_record = 1000 / max(1, records)
+            split = (f" ({per_record * (cpu - summary.worker_cpu_s):.2f} + {per_record * summary.worker_cpu_s:.2f})"
+                     if summary.workers else "")
+        else:
+            (records, seconds), end_to_end, split = result, None, ""
+            rate = records / seconds
+        cpu_ms = f"{1000 * cpu / max(1, records):.2f}{split}"
+        rows.append((concurrency, client, records, rate, end_to_end, cpu_ms, f"{before} → {load()}"))
+        print(f"concurrency {concurrency}, {client}: {records} records, {rate:.1f} rec/s"
+              + (f" ({end_to_end:.1f} end to end)" if end_to_end else "")
+              + f", CPU {cpu_ms} ms/record, load {rows[-1][6]}", flush=True)
+
     try:
         with tempfile.TemporaryDirectory() as folder:
             for concurrency in args.concurrency:
                 records = max(args.rounds * concurrency, args.min_records)
-                spec_path = write_spec(Path(folder), records, concurrency, args.model)
-                load_before = load()
-                (ok, raw_s), raw_cpu = timed(asyncio.run, raw_client(base_url, spec_path, concurrency))
-                (ok_litellm, litellm_s), litellm_cpu = timed(asyncio.run, raw_litellm(base_url, spec_path, concurrency))
-                (summary, total_s), generate_cpu = timed(run_generate, base_url, spec_path,
-                                                         Path(folder) / f"out-{concurrency}")
-                raw_rate, litellm_rate = ok / raw_s, ok_litellm / litellm_s
-                cpu_ms = tuple(1000 * cpu / max(1, n) for cpu, n in
-                               ((raw_cpu, ok), (litellm_cpu, ok_litellm), (generate_cpu, summary.records)))
-                rows.append((concurrency, summary.records, raw_rate, litellm_rate, summary.records_per_s,
-                             summary.records / total_s, cpu_ms, f"{load_before} → {load()}"))
-                print(f"concurrency {concurrency}: raw aiohttp {raw_rate:.1f} rec/s, raw LiteLLM {litellm_rate:.1f}, "
-                      f"generate {summary.records_per_s:.1f} ({100 * summary.records_per_s / raw_rate:.0f}% of raw, "
-                      f"{100 * summary.records_per_s / litellm_rate:.0f}% of LiteLLM), end to end incl. dataset "
-                      f"build {summary.records / total_s:.1f} rec/s; CPU ms/record raw {cpu_ms[0]:.2f}, "
-                      f"LiteLLM {cpu_ms[1]:.2f}, generate {cpu_ms[2]:.2f}; load {rows[-1][-1]}", flush=True)
+                spec_path = write_spec(Path(folder), records, concurrency, args.model, timeout_s)
+                measure(concurrency, "raw aiohttp", asyncio.run, raw_client(base_url, spec_path, concurrency, timeout_s))
+                if args.litellm:
+                    measure(concurrency, "raw LiteLLM", asyncio.run,
+                            raw_litellm(base_url, spec_path, concurrency, timeout_s))
+                for workers in args.workers:
+                    measure(concurrency, f"generate, {workers} workers", run_generate, base_url, spec_path,
+                            Path(folder) / f"out-{concurrency}-{workers}", workers)
     finally:
         server.terminate()
         server.wait()
-    print(f"\nmodel {args.model}, latency {args.latency} s, {os.cpu_count()} CPUs; command: python bench/bench_generate_throughput.py "
+    latency = (f"log-normal latency, median {args.latency} s, sigma {args.latency_sigma}" if args.latency_sigma
+               else f"latency {args.latency} s")
+    print(f"\nmodel {args.model}, {latency}, {os.cpu_count()} CPUs; command: python bench/bench_generate_throughput.py "
           + " ".join(sys.argv[1:]))
-    print("| concurrency | records | raw aiohttp rec/s | raw LiteLLM rec/s | generate rec/s | generate / raw aiohttp "
-          "| generate / raw LiteLLM | generate end to end rec/s | CPU ms/record raw / LiteLLM / generate | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for concurrency, records, raw_rate, litellm_rate, rate, total, cpu_ms, load_range in rows:
-        print(f"| {concurrency} | {records} | {raw_rate:.1f} | {litellm_rate:.1f} | {rate:.1f} | "
-              f"{100 * rate / raw_rate:.0f}% | {100 * rate / litellm_rate:.0f}% | {total:.1f} | "
-              f"{' / '.join(f'{value:.1f}' for value in cpu_ms)} | {load_range} |")
+    print("| concurrency | client | records | rec/s | % of raw aiohttp | × generate 1 worker | end to end rec/s "
+          "| CPU ms/record (generate's process + workers) | load before → after |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for concurrency, client, records, rate, end_to_end, cpu_ms, load_range in rows:
+        raw = next(r[3] for r in rows if r[0] == concurrency and r[1] == "raw aiohttp")
+        one = next((r[3] for r in rows if r[0] == concurrency and r[1] == "generate, 1 workers"), None)
+        speedup = f"{rate / one:.2f}×" if one and client.startswith("generate") else ""
+        print(f"| {concurrency} | {client.replace('1 workers', '1 worker')} | {records} | {rate:.1f} | "
+              f"{100 * rate / raw:.0f}% | {speedup} | {f'{end_to_end:.1f}' if end_to_end else ''} | {cpu_ms} "
+              f"| {load_range} |")
 
 
 if __name__ == "__main__":

@@ -42,8 +42,11 @@ def write_spec(tmp_path, **fields) -> Path:
 
 
 def run(tmp_path, fake_llm, spec=None, **options):
+    """generate() in this process; the requests too unless `workers` is given (a worker process
+    loads LiteLLM again, seconds per run; tests/test_generate_workers.py covers them)."""
     options.setdefault("api_base", fake_llm.base_url)
     options.setdefault("api_key", "test-key")
+    options.setdefault("workers", 0)
     return generate(out=str(tmp_path / "out"), spec=str(spec or write_spec(tmp_path)), **options)
 
 
@@ -137,12 +140,13 @@ def test_a_record_that_keeps_failing_goes_to_the_failures_file(tmp_path, fake_ll
     assert (out / "failures.jsonl").read_text() == "" and len(load_rows(out)) == 12
 
 
-def test_cost_cap_stops_cleanly_and_the_run_resumes_with_a_higher_cap(tmp_path, fake_llm):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_cost_cap_stops_cleanly_and_the_run_resumes_with_a_higher_cap(tmp_path, fake_llm, workers):
     from vdata_hub.generation.cost import call_cost
 
     spec = write_spec(tmp_path, model="openai/gpt-4o-mini", num_records=40, concurrency=2)
     with pytest.raises(BudgetExceeded, match="raise `max_cost`"):
-        run(tmp_path, fake_llm, spec, max_cost=0.0004)
+        run(tmp_path, fake_llm, spec, max_cost=0.0004, workers=workers)
     out = tmp_path / "out"
     summary = json.loads((out / "run_summary.json").read_text())
     rows = load_rows(out)
@@ -152,9 +156,9 @@ def test_cost_cap_stops_cleanly_and_the_run_resumes_with_a_higher_cap(tmp_path, 
     most_per_record = max(call_cost("openai/gpt-4o-mini", r["input_tokens"], r["output_tokens"]) for r in rows)
     assert spent <= 0.0004 + 2 * most_per_record  # in flight when the cap was reached: at most 2
     with pytest.raises(BudgetExceeded):  # same cap: nothing more is spent
-        run(tmp_path, fake_llm, spec, max_cost=0.0004)
+        run(tmp_path, fake_llm, spec, max_cost=0.0004, workers=workers)
     assert len(load_rows(out)) == len(rows)
-    final = run(tmp_path, fake_llm, spec, max_cost=1.0)
+    final = run(tmp_path, fake_llm, spec, max_cost=1.0, workers=workers)
     assert final.status == "complete" and final.resumed == len(rows) and len(load_rows(out)) == 40
 
 
@@ -247,7 +251,8 @@ def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, fak
     assert len(ids) == len(set(ids)) == 120 == summary.records
     assert set(ids) == {p.id for p in plan_records(load_spec(spec))}
     assert summary.resumed >= done_before and summary.generated == 120 - summary.resumed
-    assert fake_llm.requests - requests_before == summary.generated
+    # one request per record left, plus a retry for the rare fake reply the quality filter refuses
+    assert fake_llm.requests - requests_before == summary.generated + summary.quality_rejected
     assert requests_before <= summary.resumed + 4  # only records in flight at the kill were asked twice
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 
 from vdata_hub import cli_args
-from vdata_hub.errors import VdataError
+from vdata_hub.errors import PartlyDone, VdataError
 
 COMMAND_ALIASES = {"gen": "generate"}
 # The original design's short flags: (parameter, value a shorthand carries or None).
@@ -202,7 +202,8 @@ class Commands:
     def generate(self, out: str = "vdata-out", spec: str = "demo", *, model: str | None = None,
                  api_base: str | None = None, num_records: int | None = None, concurrency: int | None = None,
                  max_cost: float | None = None, api_key: str | None = None, dry_run: bool = False,
-                 quiet: bool = False, no_donate_prompt: bool = False, batch: bool = False, wait: bool = False):
+                 quiet: bool = False, no_donate_prompt: bool = False, batch: bool = False, wait: bool = False,
+                 workers: int | None = None):
         """Generate records from a spec with any LLM into an Arrow dataset at OUT.
 
         Every call goes through LiteLLM, so any provider it supports works; with no model given,
@@ -219,6 +220,11 @@ class Commands:
           vdata gen out/ spec.yaml --model openai/my-model --api-base http://localhost:8000/v1
           vdata gen out/ full --dry-run               # planned requests, tokens, USD, bytes; no calls
           vdata gen out/ full --model gpt-4o-mini --batch          # half price; run it again to collect
+          vdata gen out/ spec.yaml --concurrency 512 --workers 4  # LiteLLM's work on 4 cores
+
+        Exit codes: 0 every record made; 6 partly done (some records failed after their retries:
+        see OUT/failures.jsonl, run the same command again to retry them); 4 cost cap reached;
+        3 API key refused; 7 the model's endpoint cannot be reached; 2 bad spec or option; 1 other.
 
         Args:
           out: folder to write the dataset to.
@@ -235,12 +241,16 @@ class Commands:
           batch: send the requests through the provider's batch API, answered within 24 hours, priced at
             LiteLLM's batch price (else 50% of the real-time price; --dry-run shows which).
           wait: with --batch, wait with a progress bar until every batch has ended and is collected.
+          workers: processes that send the LLM requests, so LiteLLM's CPU per call spreads over
+            cores (default: one per 32 requests of concurrency, at most one per CPU; 0: none,
+            this process sends them).
         """
         from vdata_hub.generation.generate import generate
 
         result = generate(out=out, spec=spec, model=model, api_base=api_base, num_records=num_records,
                           concurrency=concurrency, max_cost=max_cost, api_key=api_key, dry_run=dry_run,
-                          progress=_progress(quiet), batch=batch, wait=wait)
+                          progress=_progress(quiet), batch=batch, wait=wait,
+                          workers=workers)
         if dry_run:  # the estimate is what was asked for, so --quiet still prints it
             from vdata_hub.generation.cost import format_estimate
 
@@ -249,6 +259,9 @@ class Commands:
             print(result.summary())
             if not no_donate_prompt and sys.stdin.isatty():
                 after_run_prompt(out, result)
+        if not dry_run and result.failed:
+            raise PartlyDone(f"{result.failed:,} of {result.requested:,} records failed after their retries "
+                             f"(see {os.path.join(out, 'failures.jsonl')}); run the same command again to retry them")
 
     def estimate(self, spec: str = "demo", *, model: str | None = None, num_records: int | None = None):
         """Print a spec's planned requests, tokens, USD and output size; calls no model.

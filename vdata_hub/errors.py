@@ -30,10 +30,22 @@ class LLMError(VdataError):
     """The model provider failed in a way retries cannot fix."""
 
 
+class EndpointUnreachable(LLMError):
+    """No connection to the model's endpoint (refused, DNS lookup failed, connect timeout)."""
+
+    exit_code = 7
+
+
 class BudgetExceeded(VdataError):
     """The spec's cost cap was reached; what was generated is kept and resumable."""
 
     exit_code = 4
+
+
+class PartlyDone(VdataError):
+    """A run ended with records that failed after their retries (the rest are kept; a rerun retries them)."""
+
+    exit_code = 6
 
 
 class ValidationFailed(VdataError):

@@ -3,6 +3,8 @@
 Faults are queued (`faults=[["429", 2], ["500", 1]]` serves two 429s then one 500, then normal
 replies), or tied to prompts (`fail_matching={"cursed": "500"}` fails every prompt containing
 "cursed"), or come from load (`max_concurrent=4` answers 429 above four requests in flight).
+Latency is fixed (`latency=0.2`) or drawn for each reply from a log-normal with that median
+(`latency=2, latency_sigma=0.75`: most replies near 2 s, a long tail of slow ones).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 import time
 
@@ -18,9 +21,11 @@ from aiohttp import web
 from tests.fake_llm.batches import BATCH_DEFAULTS, BatchStore, add_routes, batch_stats
 
 STATE = web.AppKey("state", object)
-FAULT_KINDS = ("429", "500", "hang", "html", "empty", "empty_text", "401")
+FAULT_KINDS = ("429", "500", "hang", "html", "empty", "empty_text", "401", "disconnect")
 DEFAULTS = {
-    "latency": 0.0,  # seconds before each reply
+    "latency": 0.0,  # seconds before each reply (the median when latency_sigma > 0)
+    "latency_sigma": 0.0,  # > 0: each reply's latency is log-normal, median `latency`, this sigma (long tail)
+    "latency_seed": 0,  # the log-normal draws repeat for the same seed and settings
     "faults": [],  # queue of [kind, count]
     "fail_matching": {},  # prompt substring -> fault kind, every time
     "bad_keys": ["bad-key"],  # API keys answered with 401
@@ -68,6 +73,7 @@ class FakeLLM:
         self.counters.update({f"fault_{kind}": 0 for kind in FAULT_KINDS})
         self.log: list[dict] = []  # one entry per request: time, status, fault
         self.batch_store = BatchStore()  # files, batches and their counters
+        self.latency_rng = random.Random(self.settings["latency_seed"])
 
     def set(self, **settings) -> None:
         unknown = set(settings) - set(DEFAULTS)
@@ -76,6 +82,13 @@ class FakeLLM:
         self.settings.update(settings)
         self.settings["faults"] = [list(item) for item in self.settings["faults"]]
         self.settings["batch_faults"] = [list(item) for item in self.settings["batch_faults"]]
+        self.latency_rng = random.Random(self.settings["latency_seed"])
+
+    def reply_latency(self) -> float:
+        median, sigma = self.settings["latency"], self.settings["latency_sigma"]
+        if sigma <= 0 or median <= 0:
+            return median
+        return self.latency_rng.lognormvariate(math.log(median), sigma)
 
     def next_fault(self, prompt: str, api_key: str) -> str | None:
         if api_key in self.settings["bad_keys"]:
@@ -134,12 +147,12 @@ async def _chat(request: web.Request) -> web.StreamResponse:
             state.log.append({"t": time.time(), "fault": fault})
         if fault:
             counters[f"fault_{fault}"] += 1
-        return await _answer(state, body, prompt, fault)
+        return await _answer(state, request, body, prompt, fault)
     finally:
         counters["in_flight"] -= 1
 
 
-async def _answer(state: FakeLLM, body: dict, prompt: str, fault: str | None) -> web.StreamResponse:
+async def _answer(state: FakeLLM, request: web.Request, body: dict, prompt: str, fault: str | None) -> web.StreamResponse:
     settings = state.settings
     if fault == "401":
         return web.json_response({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
@@ -150,10 +163,13 @@ async def _answer(state: FakeLLM, body: dict, prompt: str, fault: str | None) ->
                                  status=429, headers=headers)
     if fault == "500":
         return web.json_response({"error": {"message": "The server had an error.", "type": "server_error"}}, status=500)
+    if fault == "disconnect":  # the connection drops with no answer (a crashed proxy or server)
+        request.transport.abort()
+        raise asyncio.CancelledError
     if fault == "hang":
         await asyncio.sleep(settings["hang_s"])
-    elif settings["latency"]:
-        await asyncio.sleep(settings["latency"])
+    elif (latency := state.reply_latency()) > 0:
+        await asyncio.sleep(latency)
     if fault == "html":
         return web.Response(text="<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html")
     state.counters["ok"] += 1

@@ -60,6 +60,10 @@ class RunSummary:
     concurrency_decreases: int
     concurrency_end: int  # the adaptive limit when the run ended
     provider_pauses: int  # pauses asked for by the provider's rate-limit headers
+    workers: int = 0  # processes that sent the requests (0: this one)
+    worker_restarts: int = 0  # workers that died and were replaced (their requests were retried)
+    loop_cpu_s: float = 0.0  # CPU seconds of this process and its workers over the request loop
+    worker_cpu_s: float = 0.0  # the workers' part of loop_cpu_s
     errors: dict = field(default_factory=dict)
     spec_sha: str = ""
     batch: Optional[dict] = None  # batch mode only: what was submitted, collected, still in flight
@@ -115,15 +119,18 @@ class RunSummary:
 def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = None, api_base: Optional[str] = None,
              num_records: Optional[int] = None, concurrency: Optional[int] = None, max_cost: Optional[float] = None,
              api_key: Optional[str] = None, dry_run: bool = False, progress: ProgressArg = False,
-             batch: bool = False, wait: bool = False):
+             batch: bool = False, wait: bool = False, workers: Optional[int] = None):
     """Generate the records of a spec into an Arrow dataset at `out`; returns a RunSummary.
 
     `progress`: False (silent), True (a progress bar and notes on stderr) or a callable that
     receives the notes (see vdata_hub.progress).
+    `workers`: processes that send the requests (llm_workers.py); None: one per
+    CALLS_PER_WORKER requests of concurrency, at most one per CPU; 0: this process.
     With `dry_run`, returns the cost estimate (vdata_hub.generation.cost.Estimate) and calls nothing.
-    Raises SpecError/TemplateError before any call, AuthError on a refused key, and
-    BudgetExceeded when the cost cap stops the run (what was generated is kept; rerun with a
-    higher cap to continue).
+    Raises SpecError/TemplateError before any call, AuthError on a refused key,
+    EndpointUnreachable when the model's endpoint cannot be reached, and BudgetExceeded when
+    the cost cap stops the run (what was generated is kept; rerun with a higher cap to
+    continue). Records that failed after their retries are in the summary (`failed`).
 
     `batch` (or `batch: true` in the spec) sends the same requests through the provider's batch
     API at the batch price (vdata_hub.generation.batch): the call submits and returns, and the
@@ -137,12 +144,14 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
         from vdata_hub.generation.cost import estimate_plan
 
         return estimate_plan(iter_planned_records(loaded), loaded.spec)
+    if workers is not None and (type(workers) is not int or workers < 0):
+        raise SpecError(f"`workers`: a whole number, 0 or more, expected; got {workers!r}")
     if loaded.spec.batch:
         from vdata_hub.generation.batch import run_batch
 
         summary = run_batch(Path(out), loaded, planned_ids, api_key, Reporter(progress), wait)
     else:
-        summary = _run(Path(out), loaded, planned_ids, api_key, Reporter(progress))
+        summary = _run(Path(out), loaded, planned_ids, api_key, Reporter(progress), workers)
     if summary.status == "budget_exceeded":
         raise BudgetExceeded(
             f"cost cap ${summary.max_cost_usd:,.4f} reached (spent ${summary.cost_usd:,.4f}); "
@@ -163,10 +172,12 @@ def _check_augment_axes(loaded: LoadedSpec) -> None:
 
 
 def _run(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Optional[str],
-         reporter: Reporter) -> RunSummary:
+         reporter: Reporter, workers: Optional[int]) -> RunSummary:
     from vdata_hub.generation.llm import resolve_api_key
+    from vdata_hub.generation.llm_workers import default_workers
 
     spec = loaded.spec
+    workers = default_workers(spec.concurrency) if workers is None else workers
     journal = Journal(out).open()
     try:
         write_json_atomic(out / "spec.json", spec.model_dump())
@@ -178,11 +189,11 @@ def _run(out: Path, loaded: LoadedSpec, planned_ids: PlannedIds, api_key: Option
             if spec.model == "local":
                 reporter.note(EMBEDDED_NOTICE)
             with local_server(spec.model) as (litellm_model, local_base):
-                run = _Generation(loaded, journal, progress, litellm_model, local_base, "no-key", reporter)
+                run = _Generation(loaded, journal, progress, litellm_model, local_base, "no-key", reporter, workers)
                 run.execute(planned_ids)
         else:
             key = resolve_api_key(api_key, spec.model, spec.api_base)
-            run = _Generation(loaded, journal, progress, spec.model, spec.api_base, key, reporter)
+            run = _Generation(loaded, journal, progress, spec.model, spec.api_base, key, reporter, workers)
             run.execute(planned_ids)
         return _finish(out, loaded, journal, planned_ids, progress, run, time.monotonic() - started)
     finally:
@@ -204,7 +215,9 @@ def _finish(out: Path, loaded: LoadedSpec, journal: Journal, planned_ids: Planne
         records_per_s=round(run.generated / run.loop_s, 2) if run.loop_s > 0 else 0.0, requests=stats.requests,
         retries=stats.retries, rate_limited=stats.rate_limited, timeouts=stats.timeouts,
         min_concurrency=int(gate.min_limit), concurrency_decreases=gate.decreases,
-        concurrency_end=int(gate.limit), provider_pauses=stats.header_pauses, errors=dict(stats.errors),
+        concurrency_end=int(gate.limit), provider_pauses=stats.header_pauses, workers=run.client.workers,
+        worker_restarts=run.client.worker_restarts, loop_cpu_s=round(run.loop_cpu_s, 3),
+        worker_cpu_s=round(run.client.worker_cpu_s, 3), errors=dict(stats.errors),
         spec_sha=spec.sha(),
     )
     write_json_atomic(out / "run_summary.json", summary.to_dict())
@@ -262,14 +275,14 @@ class _Generation:
     """One run's loop: launch requests as the gate and the budget allow, journal each result."""
 
     def __init__(self, loaded: LoadedSpec, journal: Journal, progress: Progress, litellm_model: str,
-                 api_base: Optional[str], api_key: Optional[str], reporter: Reporter):
+                 api_base: Optional[str], api_key: Optional[str], reporter: Reporter, workers: int):
         from vdata_hub.generation.llm import LLMClient
 
         self.loaded = loaded
         self.spec = loaded.spec
         self.journal = journal
         self.progress = progress  # updated as records arrive: totals over the whole dataset
-        self.client = LLMClient(self.spec, litellm_model, api_base, api_key)
+        self.client = LLMClient(self.spec, litellm_model, api_base, api_key, workers)
         self.reporter = reporter
         self.context = record_context(self.spec)
         self.resumed = len(progress.completed)
@@ -283,20 +296,31 @@ class _Generation:
         self._last_postfix = 0.0
         self._first_cost: Optional[float] = None
         self.loop_s = 0.0  # seconds in the request loop (records_per_s is over this)
+        self._loop_started: Optional[float] = None  # once LiteLLM is loaded, here or in the workers
+        self.loop_cpu_s = 0.0
 
     def execute(self, planned_ids: PlannedIds) -> None:
         self._bar = self.reporter.bar(total=len(planned_ids), initial=self.resumed, unit="rec", dynamic_ncols=True,
                                       mininterval=0.5, smoothing=0.1)
-        started = time.monotonic()
         try:
             asyncio.run(self._run_all())
         finally:
-            self.loop_s = time.monotonic() - started
+            self.loop_s = time.monotonic() - self._loop_started if self._loop_started else 0.0
             self._bar.close()
         if self.fatal is not None:
             raise self.fatal
 
     async def _run_all(self) -> None:
+        try:
+            await self.client.start()
+            self._loop_started, cpu_started = time.monotonic(), time.process_time()
+            await self._launch_all()
+        finally:
+            await self.client.close()
+            if self._loop_started is not None:
+                self.loop_cpu_s = time.process_time() - cpu_started + self.client.worker_cpu_s
+
+    async def _launch_all(self) -> None:
         self._finished = asyncio.Event()
         gate = self.client.gate
         for planned in iter_planned_records(self.loaded):

@@ -1,30 +1,31 @@
 """Model calls: every request goes through `litellm.acompletion`, so any provider works.
 
 Runs that stall or die on rate limits are what users of other tools complain about most, so
-this module owns everything between "send this prompt" and "here is a usable reply":
+this module owns everything between "send this prompt" and "here is a usable reply", in the
+generating process, whichever process sends the request (llm_call.py in this one, or
+llm_workers.py's worker processes):
 - a concurrency gate that adapts (AIMD: halve on a 429, add one per window of successes);
 - client-side requests- and tokens-per-minute buckets;
 - the provider's own rate-limit headers (x-ratelimit-remaining-*, reset, Retry-After), which
   pause new requests until the window resets;
 - retries with exponential backoff and jitter on 429, 5xx, timeouts, connection errors and
   malformed or empty replies; a per-call timeout;
-- auth errors stop the run at once with a message that never contains the key.
+- auth errors stop the run at once with a message that never contains the key, and so does an
+  endpoint that cannot be reached (connection refused, DNS lookup failed, connect timeout)
+  before it has answered once, or for LOST_AFTER_S after its last answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import gc
-import logging
 import os
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from vdata_hub.errors import AuthError, LLMError
+from vdata_hub.errors import AuthError, EndpointUnreachable, LLMError
+from vdata_hub.generation.llm_call import CallError, CallSettings, Reply, parse_duration
 from vdata_hub.generation.spec import GenerationSpec
 
 PROVIDER_KEY_VARIABLES = {
@@ -33,32 +34,7 @@ PROVIDER_KEY_VARIABLES = {
     "deepseek": "DEEPSEEK_API_KEY", "openrouter": "OPENROUTER_API_KEY", "cohere": "COHERE_API_KEY",
 }
 MAX_RETRY_AFTER_S = 600.0
-_frozen = False
-
-
-def import_litellm():
-    """LiteLLM, quiet: the local price map, no telemetry, no debug output, no callbacks.
-
-    The first time, the garbage collector is told to leave what exists by then alone
-    (`gc.freeze`): LiteLLM's import leaves ~180 MB of long-lived objects, and every full
-    collection walked them all again, about 0.5 ms of CPU per call at full speed (cut to ~0.15).
-    """
-    global _frozen
-    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    os.environ.setdefault("LITELLM_LOG", "ERROR")
-    os.environ.setdefault("LITELLM_TELEMETRY", "False")
-    import litellm
-
-    litellm.telemetry = False
-    litellm.suppress_debug_info = True
-    litellm.drop_params = True  # providers that lack top_p etc. still work
-    for name in ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm", "httpx", "openai"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    if not _frozen:
-        _frozen = True
-        gc.collect()  # garbage left by the import is freed, not frozen
-        gc.freeze()
-    return litellm
+LOST_AFTER_S = 30.0  # an endpoint that answered before but has not for this long, and refuses now, is down
 
 
 def provider_key_variable(model: str) -> str:
@@ -207,50 +183,6 @@ class RateLimits:
         self.pause_until = max(self.pause_until, time.monotonic() + min(seconds, MAX_RETRY_AFTER_S))
 
 
-def parse_duration(value) -> Optional[float]:
-    """Seconds from `Retry-After` (seconds or an HTTP date) or OpenAI's reset ("6m0s", "20ms")."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if parts and "".join(n + u for n, u in parts) == text.replace(" ", ""):
-        scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-        return sum(float(n) * scale[u] for n, u in parts)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def _normalized_headers(headers) -> dict:
-    if not headers:
-        return {}
-    try:
-        items = headers.items()
-    except AttributeError:
-        return {}
-    return {str(k).lower().removeprefix("llm_provider-"): v for k, v in items}
-
-
-def _error_headers(exc: Exception) -> dict:
-    headers = getattr(exc, "litellm_response_headers", None)
-    if not headers:
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-    return _normalized_headers(headers)
-
-
-def retry_after(headers: dict) -> Optional[float]:
-    if "retry-after-ms" in headers:
-        seconds = parse_duration(headers["retry-after-ms"])
-        return None if seconds is None else seconds / 1000
-    return parse_duration(headers.get("retry-after"))
-
-
 def backoff(attempt: int, base: float, maximum: float) -> float:
     """Exponential backoff with jitter: half the delay fixed, half random."""
     delay = min(maximum, base * 2 ** (attempt - 1))
@@ -258,35 +190,61 @@ def backoff(attempt: int, base: float, maximum: float) -> float:
 
 
 class LLMClient:
-    """Sends chat requests for one run: limits, retries and counters shared by every call."""
+    """Sends chat requests for one run: limits, retries and counters shared by every call.
 
-    def __init__(self, spec: GenerationSpec, model: str, api_base: Optional[str], api_key: Optional[str]):
-        self.litellm = import_litellm()
+    `workers=0` sends them from this process; `workers=N` from N worker processes
+    (llm_workers.WorkerPool), with every limit, retry and counter still here.
+    """
+
+    def __init__(self, spec: GenerationSpec, model: str, api_base: Optional[str], api_key: Optional[str],
+                 workers: int = 0):
+        sampling = spec.sampling
         self.spec = spec
         self.model = model
         self.api_base = api_base
         self.api_key = api_key
+        self.settings = CallSettings(model=model, api_base=api_base, api_key=api_key,
+                                     temperature=sampling.temperature, top_p=sampling.top_p,
+                                     max_tokens=sampling.max_tokens, timeout_s=spec.retries.timeout_s)
+        self.workers = workers
         self.gate = AdaptiveConcurrency(spec.concurrency)
         self.limits = RateLimits(spec.rate_limit.requests_per_minute, spec.rate_limit.tokens_per_minute)
         self.stats = CallStats()
-        self._exceptions = self._exception_classes()
+        self.calls = None  # where requests are sent from: set by start()
+        self._last_answer: Optional[float] = None  # when the endpoint last answered (monotonic); None: never
 
-    def _exception_classes(self) -> dict:
-        ll = self.litellm
-        return {
-            "auth": (ll.AuthenticationError, ll.PermissionDeniedError),
-            "not_found": (ll.NotFoundError,),
-            "rate": (ll.RateLimitError,),
-            "timeout": (ll.Timeout, asyncio.TimeoutError, TimeoutError),
-            "bad_request": (ll.BadRequestError, ll.UnprocessableEntityError),
-        }
+    async def start(self) -> None:
+        """Load LiteLLM here, or start the worker processes (which load it)."""
+        if self.workers:
+            from vdata_hub.generation.llm_workers import WorkerPool
+
+            self.calls = WorkerPool(self.settings, self.workers)
+            await self.calls.start()
+        else:
+            from vdata_hub.generation.llm_call import LiteLLMCaller
+
+            self.calls = LiteLLMCaller(self.settings)
+
+    async def close(self) -> None:
+        if self.calls is not None:
+            await self.calls.close()
+
+    @property
+    def worker_restarts(self) -> int:
+        return getattr(self.calls, "restarts", 0)
+
+    @property
+    def worker_cpu_s(self) -> float:
+        """CPU seconds the worker processes spent after loading LiteLLM (0 without workers)."""
+        return getattr(self.calls, "cpu_s", 0.0)
 
     async def complete(self, prompt: str, system_prompt: str = "", input_tokens_estimate: int = 0,
                        check: Callable[[str], Optional[str]] | None = None) -> Completion | CallFailed:
         """One reply with usable text, or why not after `retries.max_attempts` tries.
 
         `check(text)` may refuse a reply (returns a reason); it is retried like an empty one.
-        Raises AuthError (bad key) and LLMError (unknown model): no record can succeed then.
+        Raises AuthError (bad key), LLMError (unknown model) and EndpointUnreachable: no record
+        can succeed then.
         """
         messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
             [{"role": "user", "content": prompt}]
@@ -297,12 +255,12 @@ class LLMClient:
             await self.limits.wait_turn(planned_tokens)
             self.stats.requests += 1
             started = time.monotonic()
-            try:
-                reply = await asyncio.wait_for(self._send(messages), retries.timeout_s + 5)
-            except Exception as exc:  # sorted below: retry, fail the record, or stop the run
-                reason, wait = self._on_error(exc, attempt)
+            outcome = await self.calls.call(messages)
+            if isinstance(outcome, CallError):
+                reason, wait = self._on_error(outcome, attempt)
             else:
-                result = self._on_reply(reply, attempt, planned_tokens, check)
+                self._last_answer = time.monotonic()
+                result = self._on_reply(outcome, attempt, planned_tokens, check)
                 if isinstance(result, Completion):
                     self.gate.on_success(time.monotonic() - started)
                     return result
@@ -313,84 +271,90 @@ class LLMClient:
             await asyncio.sleep(wait)
         return CallFailed(reason=reason, attempts=attempt)
 
-    async def _send(self, messages: list[dict]):
-        sampling = self.spec.sampling
-        return await self.litellm.acompletion(
-            model=self.model, messages=messages, api_base=self.api_base, api_key=self.api_key,
-            temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
-            timeout=self.spec.retries.timeout_s, max_retries=0, num_retries=0,
-        )
-
     def _count(self, kind: str) -> None:
         self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
 
-    def _on_error(self, exc: Exception, attempt: int) -> tuple[str, Optional[float]]:
+    def _on_error(self, error: CallError, attempt: int) -> tuple[str, Optional[float]]:
         """(reason, seconds to wait before retrying, or None: do not retry)."""
-        kinds = self._exceptions
         retries = self.spec.retries
         wait = backoff(attempt, retries.backoff_base_s, retries.backoff_max_s)
-        if isinstance(exc, kinds["auth"]):
-            status = getattr(exc, "status_code", 401)
-            raise AuthError(f"the provider refused the API key for model {self.model!r} (HTTP {status}); "
-                            f"pass a valid key with -k/--api-key, $APIKEY or ${provider_key_variable(self.model)}"
-                            ) from None
-        if isinstance(exc, kinds["not_found"]):
+        if error.answered:
+            self._last_answer = time.monotonic()
+        kind = error.kind
+        if kind == "auth":
+            raise AuthError(f"the provider refused the API key for model {self.model!r} (HTTP {error.status or 401}); "
+                            f"pass a valid key with -k/--api-key, $APIKEY or ${provider_key_variable(self.model)}")
+        if kind == "not_found":
             raise LLMError(f"model {self.model!r} was not found by the provider"
-                           f"{' at ' + self.api_base if self.api_base else ''}; check --model") from None
-        if isinstance(exc, kinds["rate"]):
+                           f"{' at ' + self.api_base if self.api_base else ''}; check --model")
+        if kind == "connect":
+            self._count("connect_error")
+            self._stop_if_unreachable(error)
+            return f"cannot connect to {self._endpoint(error)}: {error.message}", wait
+        if kind == "connection":
+            self._count("connection_lost")
+            return error.message, wait
+        if kind == "worker_died":
+            self._count("worker_died")
+            return error.message, 0.0  # another worker (or its replacement) takes it at once
+        if kind == "rate_limited":
             self.stats.rate_limited += 1
             self._count("rate_limited")
             self.gate.on_rate_limited()
-            after = retry_after(_error_headers(exc))
-            if after is not None:
-                self.limits.pause(after)
-                wait = max(wait, after)
+            if error.retry_after is not None:
+                self.limits.pause(error.retry_after)
+                wait = max(wait, error.retry_after)
             return "rate limited (HTTP 429)", wait
-        if isinstance(exc, kinds["timeout"]):
+        if kind == "timeout":
             self.stats.timeouts += 1
             self._count("timeout")
             return f"timed out after {retries.timeout_s:g} s", wait
-        if isinstance(exc, kinds["bad_request"]):
+        if kind == "bad_request":
             self._count("bad_request")
-            return f"request refused: {self._short(exc)}", None
-        status = getattr(exc, "status_code", None)
-        if isinstance(status, int) and status >= 500:
+            return f"request refused: {error.message}", None
+        if kind == "server":
             self.stats.server_errors += 1
-            self._count(f"http_{status}")
-            return f"server error (HTTP {status}): {self._short(exc)}", wait
+            self._count(f"http_{error.status}")
+            return f"server error (HTTP {error.status}): {error.message}", wait
         self.stats.bad_replies += 1
-        self._count(type(exc).__name__)
-        return f"{type(exc).__name__}: {self._short(exc)}", wait
+        self._count(error.message.split(":", 1)[0])
+        return error.message, wait
 
-    def _on_reply(self, reply, attempt: int, planned_tokens: int, check) -> Completion | str:
+    def _endpoint(self, error: CallError) -> str:
+        return self.api_base or error.endpoint or f"the provider of model {self.model!r}"
+
+    def _stop_if_unreachable(self, error: CallError) -> None:
+        """A dead endpoint stops the run: retrying every record against it only hides the cause."""
+        where = self._endpoint(error)
+        hint = "check `api_base` and that the server is running" if self.api_base else "check the network"
+        if self._last_answer is None:
+            raise EndpointUnreachable(f"cannot reach {where}: {error.message}; {hint}")
+        silent = time.monotonic() - self._last_answer
+        if silent > LOST_AFTER_S:
+            raise EndpointUnreachable(f"lost {where}: no answer for {silent:.0f} s, now {error.message}; {hint}; "
+                                      "run the same command again to continue")
+
+    def _on_reply(self, reply: Reply, attempt: int, planned_tokens: int, check) -> Completion | str:
         """A Completion, or the reason the reply is unusable (then retried)."""
-        self._read_rate_headers(reply)
-        usage = getattr(reply, "usage", None)
-        input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        self.limits.used_tokens(planned_tokens, input_tokens + output_tokens)
-        choices = getattr(reply, "choices", None) or []
-        if not choices:
+        self._read_rate_headers(reply.rate_headers)
+        self.limits.used_tokens(planned_tokens, reply.input_tokens + reply.output_tokens)
+        if not reply.has_choices:
             self.stats.bad_replies += 1
             self._count("no_choices")
             return "malformed reply: no choices"
-        message = getattr(choices[0], "message", None)
-        text = (getattr(message, "content", None) or "").strip()
-        if not text:
+        if not reply.text:
             self.stats.bad_replies += 1
             self._count("empty_text")
             return "empty reply: no text"
-        rejected = check(text) if check else None
+        rejected = check(reply.text) if check else None
         if rejected:
             self.stats.rejected += 1
             return rejected
-        return Completion(text=text, input_tokens=input_tokens, output_tokens=output_tokens,
-                          finish_reason=str(getattr(choices[0], "finish_reason", "") or ""), attempts=attempt)
+        return Completion(text=reply.text, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+                          finish_reason=reply.finish_reason, attempts=attempt)
 
-    def _read_rate_headers(self, reply) -> None:
+    def _read_rate_headers(self, headers: dict) -> None:
         """Pause new requests when the provider says a window is used up."""
-        hidden = getattr(reply, "_hidden_params", None) or {}
-        headers = _normalized_headers(hidden.get("additional_headers"))
         for kind in ("requests", "tokens"):
             remaining = headers.get(f"x-ratelimit-remaining-{kind}")
             if remaining is None:
@@ -403,10 +367,3 @@ class LLMClient:
             if exhausted and reset:
                 self.stats.header_pauses += 1
                 self.limits.pause(reset)
-
-    def _short(self, exc: Exception, limit: int = 200) -> str:
-        """One line of an error message for the failures file, never with the key in it."""
-        text = " ".join(str(exc).split())
-        if self.api_key and len(self.api_key) >= 4:
-            text = text.replace(self.api_key, "***")
-        return text[:limit] + ("…" if len(text) > limit else "")
