@@ -214,6 +214,10 @@ class Commands:
         and returns; the same command again collects what has finished and resubmits what failed
         (--wait stays until every batch has ended). `vdata batch status|cancel OUT` see or stop them.
 
+        Exit status: 0 every record made; 6 partly done (some records failed after their retries:
+        see OUT/failures.jsonl, run the same command again to retry them); 4 cost cap reached;
+        3 API key refused; 7 the model's endpoint cannot be reached; 2 bad spec or option; 1 other.
+
         Examples:
           vdata gen                                   # ./vdata-out from the `demo` spec, embedded model
           vdata gen out/ balanced-small -k $OPENAI_API_KEY --model gpt-4o-mini
@@ -221,10 +225,6 @@ class Commands:
           vdata gen out/ full --dry-run               # planned requests, tokens, USD, bytes; no calls
           vdata gen out/ full --model gpt-4o-mini --batch          # half price; run it again to collect
           vdata gen out/ spec.yaml --concurrency 512 --workers 4  # LiteLLM's work on 4 cores
-
-        Exit codes: 0 every record made; 6 partly done (some records failed after their retries:
-        see OUT/failures.jsonl, run the same command again to retry them); 4 cost cap reached;
-        3 API key refused; 7 the model's endpoint cannot be reached; 2 bad spec or option; 1 other.
 
         Args:
           out: folder to write the dataset to.

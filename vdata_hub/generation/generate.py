@@ -145,7 +145,7 @@ def generate(out: str = "vdata-out", spec: str = "demo", model: Optional[str] = 
 
         return estimate_plan(iter_planned_records(loaded), loaded.spec)
     if workers is not None and (type(workers) is not int or workers < 0):
-        raise SpecError(f"`workers`: a whole number, 0 or more, expected; got {workers!r}")
+        raise SpecError(f"`workers` expects a whole number, 0 or more, not {workers!r}")
     if loaded.spec.batch:
         from vdata_hub.generation.batch import run_batch
 
