@@ -4,7 +4,7 @@ import argparse
 
 from aiohttp import web
 
-from tests.fake_llm.server import FakeLLM, make_app
+from tests.fake_llm.server import BACKLOG, FakeLLM, make_app
 
 
 def main() -> None:
@@ -17,7 +17,7 @@ def main() -> None:
     args = parser.parse_args()
     state = FakeLLM()
     state.set(latency=args.latency, latency_sigma=args.latency_sigma)
-    web.run_app(make_app(state), host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(make_app(state), host=args.host, port=args.port, print=None, access_log=None, backlog=BACKLOG)
 
 
 if __name__ == "__main__":

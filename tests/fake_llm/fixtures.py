@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from aiohttp import web
 
-from tests.fake_llm.server import FakeLLM, make_app
+from tests.fake_llm.server import BACKLOG, FakeLLM, make_app
 
 
 class FakeLLMServer:
@@ -41,7 +41,7 @@ class FakeLLMServer:
         asyncio.set_event_loop(self._loop)
         runner = web.AppRunner(make_app(self.state), access_log=None)
         self._loop.run_until_complete(runner.setup())
-        self._loop.run_until_complete(web.TCPSite(runner, self.host, self.port).start())
+        self._loop.run_until_complete(web.TCPSite(runner, self.host, self.port, backlog=BACKLOG).start())
         self._runner = runner
         self._ready.set()
         self._loop.run_forever()

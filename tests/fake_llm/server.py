@@ -21,6 +21,10 @@ from aiohttp import web
 from tests.fake_llm.batches import BATCH_DEFAULTS, BatchStore, add_routes, batch_stats
 
 STATE = web.AppKey("state", object)
+# Connections waiting to be accepted (aiohttp's default is 128): a client opening 1,024 at once
+# would otherwise see SYNs dropped and connects delayed by seconds, a limit of this server, not of
+# the client under test.
+BACKLOG = 4096
 FAULT_KINDS = ("429", "500", "hang", "html", "empty", "empty_text", "401", "disconnect")
 DEFAULTS = {
     "latency": 0.0,  # seconds before each reply (the median when latency_sigma > 0)

@@ -11,8 +11,9 @@ llm_workers.py's worker processes):
 - retries with exponential backoff and jitter on 429, 5xx, timeouts, connection errors and
   malformed or empty replies; a per-call timeout;
 - auth errors stop the run at once with a message that never contains the key, and so does an
-  endpoint that cannot be reached (connection refused, DNS lookup failed, connect timeout)
-  before it has answered once, or for LOST_AFTER_S after its last answer.
+  endpoint that cannot be reached before it has answered once (connection refused, DNS lookup
+  failed; a connect timeout on a record's second try, as a busy server may be slow to accept),
+  or that has not answered for LOST_AFTER_S (or the request timeout, if longer).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ PROVIDER_KEY_VARIABLES = {
     "deepseek": "DEEPSEEK_API_KEY", "openrouter": "OPENROUTER_API_KEY", "cohere": "COHERE_API_KEY",
 }
 MAX_RETRY_AFTER_S = 600.0
-LOST_AFTER_S = 30.0  # an endpoint that answered before but has not for this long, and refuses now, is down
+LOST_AFTER_S = 60.0  # an endpoint that answered before but has not for this long, and refuses now, is down
 
 
 def provider_key_variable(model: str) -> str:
@@ -205,7 +206,8 @@ class LLMClient:
         self.api_key = api_key
         self.settings = CallSettings(model=model, api_base=api_base, api_key=api_key,
                                      temperature=sampling.temperature, top_p=sampling.top_p,
-                                     max_tokens=sampling.max_tokens, timeout_s=spec.retries.timeout_s)
+                                     max_tokens=sampling.max_tokens, timeout_s=spec.retries.timeout_s,
+                                     concurrency=spec.concurrency)
         self.workers = workers
         self.gate = AdaptiveConcurrency(spec.concurrency)
         self.limits = RateLimits(spec.rate_limit.requests_per_minute, spec.rate_limit.tokens_per_minute)
@@ -289,7 +291,7 @@ class LLMClient:
                            f"{' at ' + self.api_base if self.api_base else ''}; check --model")
         if kind == "connect":
             self._count("connect_error")
-            self._stop_if_unreachable(error)
+            self._stop_if_unreachable(error, attempt)
             return f"cannot connect to {self._endpoint(error)}: {error.message}", wait
         if kind == "connection":
             self._count("connection_lost")
@@ -323,14 +325,16 @@ class LLMClient:
     def _endpoint(self, error: CallError) -> str:
         return self.api_base or error.endpoint or f"the provider of model {self.model!r}"
 
-    def _stop_if_unreachable(self, error: CallError) -> None:
+    def _stop_if_unreachable(self, error: CallError, attempt: int) -> None:
         """A dead endpoint stops the run: retrying every record against it only hides the cause."""
         where = self._endpoint(error)
         hint = "check `api_base` and that the server is running" if self.api_base else "check the network"
         if self._last_answer is None:
+            if error.slow and attempt == 1:
+                return  # a server flooded with new connections may just be slow to accept them
             raise EndpointUnreachable(f"cannot reach {where}: {error.message}; {hint}")
         silent = time.monotonic() - self._last_answer
-        if silent > LOST_AFTER_S:
+        if silent > max(LOST_AFTER_S, self.spec.retries.timeout_s):
             raise EndpointUnreachable(f"lost {where}: no answer for {silent:.0f} s, now {error.message}; {hint}; "
                                       "run the same command again to continue")
 

@@ -20,6 +20,7 @@ import gc
 import logging
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -27,7 +28,16 @@ from typing import Optional
 # A host that does not answer the TCP handshake is dead, not slow: waiting the whole request
 # timeout for it (120 s by default) would leave a run with a wrong --api-base hanging.
 CONNECT_TIMEOUT_S = 10.0
+# LiteLLM's aiohttp pool holds at most 1,000 connections and 500 to one host (its defaults, read
+# from these variables when it is imported): above that concurrency, requests queue for a connection.
+POOL_LIMIT_VARIABLES = ("AIOHTTP_CONNECTOR_LIMIT", "AIOHTTP_CONNECTOR_LIMIT_PER_HOST")
 _frozen = False
+
+
+def pool_limits(concurrency: int) -> dict[str, str]:
+    """Environment for LiteLLM's import: a connection pool that holds `concurrency` requests to one
+    host (values the user set are kept)."""
+    return {name: os.environ.get(name, str(max(1000, concurrency))) for name in POOL_LIMIT_VARIABLES}
 
 
 def import_litellm():
@@ -66,6 +76,7 @@ class CallSettings:
     top_p: float
     max_tokens: int
     timeout_s: float
+    concurrency: int = 1000  # requests in flight at most: the size of LiteLLM's connection pool
 
     def litellm_kwargs(self) -> dict:
         import httpx
@@ -96,6 +107,7 @@ class CallError:
     status: Optional[int] = None
     retry_after: Optional[float] = None  # seconds the provider asked to wait (429)
     endpoint: Optional[str] = None  # host:port that could not be reached (kind `connect`)
+    slow: bool = False  # kind `connect`: the handshake timed out (a dead host, or a busy server)
 
     @property
     def answered(self) -> bool:
@@ -112,6 +124,8 @@ class LiteLLMCaller:
     """Sends requests with one set of settings; LiteLLM keeps its HTTP connections between them."""
 
     def __init__(self, settings: CallSettings):
+        if "litellm" not in sys.modules:  # else its pool's size is already set
+            os.environ.update(pool_limits(settings.concurrency))
         self.litellm = import_litellm()
         self.settings = settings
         self.kwargs = settings.litellm_kwargs()
@@ -199,7 +213,7 @@ class ErrorClassifier:
                 why = next((e.strerror for e in chain if isinstance(e, OSError) and e.strerror), None)
                 if why and detail in ("DNS lookup failed", "cannot connect"):
                     detail = f"{detail}: {self.short(why, 120)}"
-                return CallError("connect", detail, endpoint=endpoint)
+                return CallError("connect", detail, endpoint=endpoint, slow=detail == "connect timed out")
         found = next((e for e in chain if isinstance(e, self.dropped)), None)
         if found is not None:
             return CallError("connection", f"connection lost: {self.short(found, 120)}")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 from vdata_hub.errors import LLMError
-from vdata_hub.generation.llm_call import CallError, CallSettings, Reply
+from vdata_hub.generation.llm_call import CallError, CallSettings, Reply, pool_limits
 
 FRAME = struct.Struct(">I")
 # Requests in flight that one worker is given by default: at 0.2 s per reply that is ~160 calls/s,
@@ -148,7 +148,8 @@ class WorkerPool:
                 "from vdata_hub.generation.llm_workers import serve; serve()")
         try:  # (not asyncio's subprocesses: their clean-up may reap a worker before its exit code is read)
             process = subprocess.Popen([sys.executable, "-c", code, *map(str, child_fds)], pass_fds=child_fds,
-                                       stdin=subprocess.DEVNULL)
+                                       stdin=subprocess.DEVNULL,
+                                       env={**os.environ, **pool_limits(self.settings.concurrency)})
         finally:
             for _, child_end in pairs:
                 child_end.close()
