@@ -191,7 +191,7 @@ class OpenAITransport(Transport):
 
     def __init__(self, model, api_base, api_key, sampling, provider: str = "openai"):
         super().__init__(model, api_base, api_key, sampling)
-        from vdata_hub.generation.llm import import_litellm
+        from vdata_hub.generation.llm_call import import_litellm
 
         self.litellm = import_litellm()
         # LiteLLM 1.110's afile_content leaves one coroutine of its own unawaited (the content
@@ -444,7 +444,7 @@ def transport_for(model: str, api_base: Optional[str], api_key: Optional[str], s
         raise NoBatchAPI(f"model {model!r} runs on this machine and has no batch API; run without --batch")
     provider = model.split("/", 1)[0] if "/" in model else ""
     if not provider:
-        from vdata_hub.generation.llm import import_litellm
+        from vdata_hub.generation.llm_call import import_litellm
 
         try:
             provider = import_litellm().get_llm_provider(model, api_base=api_base)[1]
