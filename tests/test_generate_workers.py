@@ -71,7 +71,7 @@ def test_two_workers_write_every_planned_record_once(tmp_path, fake_llm):
     summary = run(tmp_path, fake_llm, spec, workers=2)
     rows = load_rows(tmp_path / "out")
     assert (summary.records, summary.workers, summary.worker_restarts, summary.status) == (60, 2, 0, "complete")
-    assert sorted(r["id"] for r in rows) == sorted(p.id for p in plan_records(load_spec(spec)))
+    assert sorted(r["plan_key"] for r in rows) == sorted(p.id for p in plan_records(load_spec(spec)))
     assert fake_llm.requests == 60
     assert json.loads((tmp_path / "out" / "run_summary.json").read_text())["workers"] == 2
 
@@ -117,7 +117,7 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_a_record(tmp_path, fake_llm):
         process.kill()
     summary = json.loads((out / "run_summary.json").read_text())
     rows = load_rows(out)
-    assert sorted(r["id"] for r in rows) == sorted(p.id for p in plan_records(load_spec(spec)))
+    assert sorted(r["plan_key"] for r in rows) == sorted(p.id for p in plan_records(load_spec(spec)))
     assert (summary["records"], summary["failed"], summary["worker_restarts"]) == (80, 0, 1)
     retried = summary["errors"].get("worker_died", 0)
     assert 1 <= retried <= 8  # what the dead worker held in flight, sent again
