@@ -140,3 +140,20 @@ def test_the_answer_letter_of_ambiguous_questions_varies(full_plan):
     letters = Counter(r.prompt.split("Answer: (")[1][0] for r in full_plan if r.task == "ambiguous_qa")
     assert set(letters) == {"A", "B", "C"}
     assert min(letters.values()) >= 0.25 * sum(letters.values())  # no position carries the answer
+
+
+def test_control_spec_mirrors_balanced_small_without_bias_instructions_or_group_terms():
+    """The control arm of `vdata eval report --control`: the same domains, as many task types and
+    records, and no word about bias, stereotypes or any group of groups.yaml in any prompt."""
+    control, balanced = plan_records(load_spec("control-small")), plan_records(load_spec("balanced-small"))
+    assert len(control) == len(balanced)
+    assert {r.domain for r in control} == {r.domain for r in balanced}
+    assert len({r.task for r in control}) == len({r.task for r in balanced}) == 5
+    assert set(Counter(r.task for r in control).values()) == {len(control) // 5}
+    terms = {term.lower() for groups in group_terms().values() for term in groups}
+    words = ("bias", "stereotyp", "gender", "race", "religio", "disab", "orientation", "nationalit", "ethnic",
+             "slur", "discriminat", "fair")
+    for record in control:
+        text = (record.system_prompt + "\n" + record.prompt).lower()
+        assert not [w for w in words if w in text], record.prompt
+        assert not [t for t in terms if f" {t} " in f" {text} "], record.prompt

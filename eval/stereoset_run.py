@@ -1,0 +1,152 @@
+"""`vdata eval stereoset`: score a causal LM (or a predictions file) on StereoSet with the
+official rules and write results.json (official layout), predictions.json (official format),
+per-sentence scores, a markdown table, run metadata and a PNG of SS per domain.
+
+This folder is also an `evaluate` module: `evaluate.load("<path>/eval/stereoset")` loads
+stereoset.py beside this file, which computes the same results from scores and references.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from vdata_hub.eval.scoring import DOMAINS, evaluate_results
+from vdata_hub.eval.stereoset_data import STEREOSET_REPO, load_stereoset, read_predictions, write_predictions
+
+SCORE_NOTE = ("score = exp(mean token log-probability), the geometric-mean token probability "
+              "that StereoSet's official GPT-2 scorer writes")
+
+
+@dataclass
+class StereosetResult:
+    results: dict
+    output: Path
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, output) -> "StereosetResult":
+        """A finished run read back from its folder (results.json and run.json)."""
+        out = Path(output)
+        return cls(results=json.loads((out / "results.json").read_text(encoding="utf-8")), output=out,
+                   meta=json.loads((out / "run.json").read_text(encoding="utf-8")))
+
+    def summary(self) -> str:
+        lines = [f"StereoSet: {self.meta.get('model') or self.meta.get('predictions')}", "",
+                 results_table(self.results)]
+        if self.meta.get("intersentence_method"):
+            lines += ["", f"Note: {self.meta['intersentence_method']}."]
+        lines += ["", f"Written to {self.output}/ (results.json, predictions.json, scores.jsonl, "
+                      "results.md, ss_by_domain.png, run.json)"]
+        return "\n".join(lines)
+
+
+def run_stereoset(model: str = "gpt2", data: str | None = None, predictions: str | None = None,
+                  output: str = "stereoset-results", batch_size: int = 32, device: str | None = None,
+                  max_examples: int | None = None, quiet: bool = False, shard: str | None = None) -> StereosetResult:
+    """Score `model` (or the `predictions` file(s), without a model) on StereoSet's intrasentence and
+    intersentence tasks; `data` is StereoSet's JSON file or a Hub id (default McGill-NLP/stereoset);
+    `shard` ("I/K") scores one piece of the examples (see stereoset_data.parse_shard)."""
+    started = time.perf_counter()
+    examples = load_stereoset(data, max_examples, shard=shard)
+    meta = {"data": str(data or STEREOSET_REPO), "max_examples": max_examples, "shard": shard,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if predictions is not None:
+        given = read_predictions(predictions)
+        examples = {task: rows for task, rows in examples.items() if task in given}
+        rows = _rows_from_predictions(examples, given)
+        meta.update(predictions=predictions if isinstance(predictions, str) else ",".join(map(str, predictions)),
+                    model=None)
+    else:
+        rows, model_meta = _score_with_model(model, examples, batch_size, device, quiet)
+        meta.update(model_meta)
+    meta["seconds"] = round(time.perf_counter() - started, 2)
+    score_of = {row["sentence_id"]: row["score"] for row in rows}
+    results = evaluate_results(examples, score_of)
+    out = _write_outputs(Path(output), results, rows, meta)
+    return StereosetResult(results=results, output=out, meta=meta)
+
+
+def sentence_rows(examples: dict) -> list[dict]:
+    """One row per candidate sentence, in data order; the scores are filled in later."""
+    return [{"task": task, "example_id": e.id, "sentence_id": s.id, "target": e.target,
+             "bias_type": e.bias_type, "gold_label": s.gold_label, "context": e.context, "sentence": s.text}
+            for task, rows in examples.items() for e in rows for s in e.sentences]
+
+
+def _rows_from_predictions(examples: dict, given: dict) -> list[dict]:
+    rows = sentence_rows(examples)
+    for row in rows:
+        row["score"] = given[row["task"]].get(row["sentence_id"])
+    return [row for row in rows if row["score"] is not None]
+
+
+def _score_with_model(model: str, examples: dict, batch_size: int, device, quiet: bool):
+    from tqdm.auto import tqdm
+
+    from vdata_hub.eval.likelihood import INTERSENTENCE_METHOD, intersentence_logprobs, \
+        intrasentence_logprobs, start_token_id
+    from vdata_hub.eval.models import load_model
+
+    lm = load_model(model, device, quiet=quiet)
+    rows = sentence_rows(examples)
+    intra = [r for r in rows if r["task"] == "intrasentence"]
+    inter = [r for r in rows if r["task"] == "intersentence"]
+    with tqdm(total=len(rows), desc="StereoSet sentences", unit="sent", disable=quiet) as progress:
+        intra_lps = intrasentence_logprobs(lm.model, lm.tokenizer, [r["sentence"] for r in intra],
+                                           batch_size, lm.device, progress)
+        inter_lps = intersentence_logprobs(lm.model, lm.tokenizer, [(r["context"], r["sentence"]) for r in inter],
+                                           batch_size, lm.device, progress)
+    for row, logprobs in zip(intra + inter, intra_lps + inter_lps):
+        row["n_tokens"] = len(logprobs)
+        row["mean_logprob"] = sum(logprobs) / len(logprobs)
+        row["score"] = math.exp(row["mean_logprob"])
+    start = start_token_id(lm.tokenizer)
+    meta = {"model": str(model), "device": lm.device, "dtype": "float32", "batch_size": int(batch_size),
+            "start_token": lm.tokenizer.convert_ids_to_tokens(start), "score": SCORE_NOTE,
+            "intrasentence_method": "official StereoSet causal-LM rule (first token after the "
+                                    "begin/end-of-text token, the rest from a pass over the sentence)",
+            "intersentence_method": INTERSENTENCE_METHOD}
+    return rows, meta
+
+
+def _write_outputs(out: Path, results: dict, rows: list[dict], meta: dict) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_predictions(out / "predictions.json",
+                      {task: [(r["sentence_id"], r["score"]) for r in rows if r["task"] == task]
+                       for task in results if task != "overall"})
+    with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    note = f"\n\n{meta['intersentence_method']}.\n" if meta.get("intersentence_method") else "\n"
+    (out / "results.md").write_text(results_table(results) + note, encoding="utf-8")
+    from vdata_hub.eval.charts import ss_by_domain_chart
+
+    title = f"StereoSet SS per domain: {meta.get('model') or 'predictions'}"
+    ss_by_domain_chart(results, out / "ss_by_domain.png", title=title)
+    return out
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def results_table(results: dict) -> str:
+    """Markdown table of the official results layout."""
+    lines = ["| task | domain | Count | LM Score | SS Score | ICAT Score |", "|---|---|---:|---:|---:|---:|"]
+    for task in ("intrasentence", "intersentence"):
+        for domain in list(DOMAINS) + ["overall"]:
+            if task in results:
+                r = results[task][domain]
+                lines.append(f"| {task} | {domain} | {r['Count']} | {_fmt(r['LM Score'])} | "
+                             f"{_fmt(r['SS Score'])} | {_fmt(r['ICAT Score'])} |")
+    r = results["overall"]
+    lines.append(f"| **both** | **overall** | {r['Count']} | {_fmt(r['LM Score'])} | {_fmt(r['SS Score'])} | "
+                 f"{_fmt(r['ICAT Score'])} |")
+    return "\n".join(lines)
