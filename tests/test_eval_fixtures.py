@@ -1,5 +1,6 @@
-"""Fixtures for the eval tests: a tiny random GPT-2 with the real GPT-2 tokenizer, StereoSet's
-dev file and a small vdata-like Arrow folder. Imported by conftest.py; holds no tests."""
+"""Fixtures for the eval tests: a tiny random GPT-2 with the real GPT-2 tokenizer, subsets of
+StereoSet's dev file and of CrowS-Pairs (tests/data, with their licenses in its README) and a small
+vdata-like Arrow folder. Imported by conftest.py; holds no tests."""
 
 import json
 import shutil
@@ -7,26 +8,27 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TOKENIZER_DIR = SHARED_DATA / "gpt2-tokenizer"
-STEREOSET_DEV = SHARED_DATA / "stereoset" / "dev.json"
-
-
-def _need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} not found: the eval tests need the project's shared/ folder beside the repo root")
-    return path
+TEST_DATA = Path(__file__).resolve().parent / "data"
+TOKENIZER_DIR = TEST_DATA / "gpt2-tokenizer"
+STEREOSET_DEV = TEST_DATA / "stereoset" / "dev-subset.json"
+CROWS_PAIRS_CSV = TEST_DATA / "crows-pairs" / "crows_pairs_subset.csv"
 
 
 @pytest.fixture(scope="session")
 def stereoset_dev() -> Path:
-    return _need(STEREOSET_DEV)
+    """The first 100 examples of each StereoSet task (and 6 religion ones), original layout."""
+    return STEREOSET_DEV
+
+
+@pytest.fixture(scope="session")
+def crows_pairs_csv() -> Path:
+    """The first 150 CrowS-Pairs pairs, the public CSV's layout."""
+    return CROWS_PAIRS_CSV
 
 
 @pytest.fixture(scope="session")
 def gpt2_tokenizer_dir(tmp_path_factory) -> Path:
     """The real GPT-2 tokenizer as a transformers folder (vocab, merges and a tokenizer config)."""
-    _need(TOKENIZER_DIR / "vocab.json")
     folder = tmp_path_factory.mktemp("gpt2-tokenizer")
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(TOKENIZER_DIR / name, folder / name)

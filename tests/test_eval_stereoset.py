@@ -190,17 +190,27 @@ def cli_run(tiny_gpt2, stereoset_dev, tmp_path_factory):
 
 def test_cli_writes_official_layout_scores_table_and_chart(cli_run):
     results = json.loads((cli_run / "results.json").read_text())
-    assert set(results) == {"intrasentence", "intersentence", "overall"}
+    assert set(results) == {"intrasentence", "intersentence", "overall", "confidence_intervals"}
+    intervals = results["confidence_intervals"]
+    assert intervals["resamples"] == 1000 and intervals["seed"] == 0 and intervals["level"] == 0.95
     for task in ("intrasentence", "intersentence"):
         assert set(results[task]) == {"gender", "profession", "race", "religion", "overall"}
         assert results[task]["overall"]["Count"] == 12
         assert set(results[task]["overall"]) == {"Count", "LM Score", "SS Score", "ICAT Score"}
+        assert set(intervals[task]) == set(results[task])
+        assert intervals[task]["religion"] == {"LM Score": None, "SS Score": None, "ICAT Score": None}  # no example
+        for name in ("LM Score", "SS Score", "ICAT Score"):
+            low, high = intervals[task]["overall"][name]
+            assert low <= results[task]["overall"][name] <= high
     predictions = json.loads((cli_run / "predictions.json").read_text())
     assert len(predictions["intrasentence"]) == len(predictions["intersentence"]) == 36
     assert set(predictions["intrasentence"][0]) == {"id", "score"}
     rows = [json.loads(line) for line in (cli_run / "scores.jsonl").read_text().splitlines()]
     assert len(rows) == 72 and all(math.isclose(r["score"], math.exp(r["mean_logprob"])) for r in rows)
-    assert "| intrasentence | gender |" in (cli_run / "results.md").read_text()
+    table = (cli_run / "results.md").read_text()
+    assert "| intrasentence | gender |" in table and "95% bootstrap intervals" in table
+    ss, (low, high) = results["overall"]["SS Score"], intervals["overall"]["SS Score"]
+    assert f"{ss:.2f} [{low:.1f}, {high:.1f}]" in table
     assert (cli_run / "ss_by_domain.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     run = json.loads((cli_run / "run.json").read_text())
     assert run["start_token"] == "<|endoftext|>" and "conditioned on the context" in run["intersentence_method"]

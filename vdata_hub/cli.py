@@ -64,11 +64,42 @@ class Eval:
             to split a long run into pieces; score the pieces' predictions together afterwards.
           quiet: no progress bar, no summary.
         """
-        from vdata_hub.eval.stereoset import run_stereoset
+        from vdata_hub.eval.stereoset_run import run_stereoset
 
         result = run_stereoset(model=model, data=data, predictions=predictions, output=output,
                                batch_size=batch_size, device=device, max_examples=max_examples, quiet=quiet,
                                shard=shard)
+        _print_summary(result, quiet)
+
+    def crows_pairs(self, *, model: str = "gpt2", data: str | None = None, output: str = "crows-pairs-results",
+                    max_examples: int | None = None, bias_type: str | None = None, batch_size: int = 32,
+                    device: str | None = None, resamples: int = 1000, quiet: bool = False):
+        """Score a causal LM on CrowS-Pairs (bias-bench's rule for generative models).
+
+        A pair counts for the stereotype when its more stereotypical sentence has the higher mean
+        token log-probability. Writes results.json, scores.jsonl, results.md, crows_pairs.png and
+        run.json; every score with a 95% bootstrap interval.
+
+        Examples:
+          vdata eval crows-pairs --model gpt2 --output crows/
+          vdata eval crows-pairs --model local --data crows_pairs_anonymized.csv --bias-type gender
+
+        Args:
+          model: Hub id or local path loadable by transformers; `local` for the embedded SmolLM2.
+          data: CrowS-Pairs CSV (the public layout); default: nyu-mll/crows_pairs from the Hub.
+          output: folder for the results.
+          max_examples: score only the first N pairs (of --bias-type, if given).
+          bias_type: one bias type (race-color, gender, age, ...); default: all nine.
+          batch_size: sentences per forward pass.
+          device: cpu, cuda, ...; default: a GPU when present.
+          resamples: bootstrap resamples for the intervals (seed 0); 0 for none.
+          quiet: no progress bar, no summary.
+        """
+        from vdata_hub.eval.crows_pairs_run import run_crows_pairs
+
+        result = run_crows_pairs(model=model, data=data, output=output, max_examples=max_examples,
+                                 bias_type=bias_type, batch_size=batch_size, device=device, quiet=quiet,
+                                 resamples=resamples)
         _print_summary(result, quiet)
 
     def finetune(self, *, model: str = "gpt2", data: str = "org/vdata", output: str = "finetuned",
