@@ -6,6 +6,11 @@ ends with the end-of-text token, and the token stream is cut into `block_size` b
 Perplexity on the held-out blocks is measured before and after training. Checkpoints go to
 OUTPUT/checkpoints; running the same command again resumes from the last one. The trained model
 and tokenizer are saved to OUTPUT/final, loadable by `vdata eval stereoset --model OUTPUT/final`.
+
+Data-parallel: the same command runs under `torchrun --nproc-per-node N -m vdata_hub eval finetune
+...` or `accelerate launch -m vdata_hub eval finetune ...`; the Trainer splits each step's batches
+across the processes (gloo on CPUs, NCCL on GPUs, one GPU per process), and only the first process
+writes the model and finetune.json. A step then holds batch_size x processes blocks.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -43,6 +49,10 @@ class FinetuneResult:
     train_loss: float | None
     seconds: float
     created_at: str
+    batch_size: int = 0     # blocks per step and process (0: not recorded, older runs)
+    processes: int = 1      # data-parallel processes
+    seed: int = 0           # order of the training blocks
+    tokens_seen: int = 0    # steps x batch_size x processes x block_size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +100,8 @@ def _text_column(dataset, data: str) -> list[str]:
 
 
 def split_texts(texts: list[str], eval_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
-    """A deterministic held-out split of whole texts: at least one text on each side."""
+    """A deterministic held-out split of whole texts: at least one text on each side (the same for
+    every training seed, so runs with different seeds are measured on the same held-out text)."""
     if len(texts) < 2:
         raise EvalError(f"need at least 2 non-empty texts to hold some out; the dataset has {len(texts)}")
     shuffled = texts[:]
@@ -120,7 +131,8 @@ def finetune(model: str = "gpt2", data: str = "org/vdata", output: str = "finetu
              revision: str | None = None, max_steps: int = 200, learning_rate: float = 5e-5, block_size: int = 256,
              batch_size: int = 8, eval_fraction: float = 0.05, resume: bool = True, device: str | None = None,
              quiet: bool = False, save_steps: int | None = None, seed: int = 0) -> FinetuneResult:
-    """Fine-tune `model` on the dataset's texts; returns perplexities before and after."""
+    """Fine-tune `model` on the dataset's texts; returns perplexities before and after. `seed` sets
+    the order of the training blocks (the held-out split stays fixed)."""
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
@@ -129,8 +141,9 @@ def finetune(model: str = "gpt2", data: str = "org/vdata", output: str = "finetu
 
     started = time.perf_counter()
     texts, data_revision = load_texts(str(data), config, revision)
-    train_texts, eval_texts = split_texts(texts, eval_fraction, seed)
-    lm = load_model(str(model), device, quiet=bool(quiet))
+    train_texts, eval_texts = split_texts(texts, eval_fraction)
+    processes, rank = distributed_processes()
+    lm = load_model(str(model), process_device(device), quiet=bool(quiet) or rank > 0)
     train_set = _blocks_dataset(lm.tokenizer, train_texts, int(block_size))
     eval_set = _blocks_dataset(lm.tokenizer, eval_texts, int(block_size))
     out = Path(output)
@@ -140,8 +153,9 @@ def finetune(model: str = "gpt2", data: str = "org/vdata", output: str = "finetu
         output_dir=str(checkpoints), max_steps=max_steps, learning_rate=float(learning_rate),
         per_device_train_batch_size=int(batch_size), per_device_eval_batch_size=int(batch_size),
         save_strategy="steps", save_steps=save_steps or max(1, min(100, max_steps // 2)), save_total_limit=2,
-        logging_steps=max(1, max_steps // 10), report_to="none", disable_tqdm=bool(quiet), seed=seed,
-        use_cpu=lm.device == "cpu", dataloader_pin_memory=False, warmup_steps=0)
+        logging_steps=max(1, max_steps // 10), report_to="none", disable_tqdm=bool(quiet) or rank > 0,
+        seed=int(seed), use_cpu=lm.device == "cpu", dataloader_pin_memory=False, warmup_steps=0,
+        ddp_backend=("gloo" if lm.device == "cpu" else None) if processes > 1 else None)
     trainer = Trainer(model=lm.model, args=args, train_dataset=train_set, eval_dataset=eval_set)
     trainer.remove_callback(PrinterCallback)
     perplexity_before = _perplexity(trainer)
@@ -149,18 +163,36 @@ def finetune(model: str = "gpt2", data: str = "org/vdata", output: str = "finetu
     train_output = trainer.train(resume_from_checkpoint=last)
     perplexity_after = _perplexity(trainer)
     final_dir = out / "final"
-    trainer.save_model(str(final_dir))
-    lm.tokenizer.save_pretrained(str(final_dir))
+    trainer.save_model(str(final_dir))  # the first process writes, the others wait
     result = FinetuneResult(
         model=str(model), data=str(data), data_revision=data_revision, output=str(out), final_dir=str(final_dir),
         steps=trainer.state.global_step, resumed_from=Path(last).name if last else None,
         train_texts=len(train_texts), eval_texts=len(eval_texts), train_blocks=len(train_set),
-        eval_blocks=len(eval_set), block_size=int(block_size), learning_rate=float(learning_rate), device=lm.device,
+        eval_blocks=len(eval_set), block_size=int(block_size), learning_rate=float(learning_rate),
+        batch_size=int(batch_size), processes=processes, seed=int(seed),
+        tokens_seen=trainer.state.global_step * int(batch_size) * processes * int(block_size), device=lm.device,
         perplexity_before=perplexity_before, perplexity_after=perplexity_after,
         train_loss=train_output.training_loss, seconds=round(time.perf_counter() - started, 2),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    (out / "finetune.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if trainer.is_world_process_zero():
+        lm.tokenizer.save_pretrained(str(final_dir))
+        (out / "finetune.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def distributed_processes() -> tuple[int, int]:
+    """(number of processes, this one's rank) as torchrun and accelerate launch set them."""
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+
+
+def process_device(device: str | None) -> str | None:
+    """Under a multi-GPU launch each process takes the GPU of its local rank."""
+    from vdata_hub.eval.models import pick_device
+
+    chosen = pick_device(device)
+    if chosen == "cuda" and distributed_processes()[0] > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return chosen
 
 
 def _perplexity(trainer) -> float:

@@ -182,3 +182,28 @@ def test_embedded_smollm2_scores_stereoset(stereoset_dev, tmp_path):
     assert result.results["intrasentence"]["overall"]["Count"] == 4
     # a real model tells meaningful sentences from unrelated ones far above chance (50)
     assert result.results["overall"]["LM Score"] > 60
+
+
+def test_finetune_runs_data_parallel_under_torchrun(tiny_gpt2, vdata_folder, tmp_path):
+    """The same command under `torchrun --nproc-per-node 2` on CPUs (gloo): the Trainer splits each
+    step across the two processes, the first one alone writes finetune.json and the model."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+               "-m", "vdata_hub", "eval", "finetune", "--model", str(tiny_gpt2), "--data", str(vdata_folder),
+               "--output", str(out), "--max-steps", "3", "--block-size", "16", "--batch-size", "2",
+               "--learning-rate", "1e-3", "--eval-fraction", "0.2", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    tuned = json.loads((out / "finetune.json").read_text())
+    assert tuned["processes"] == 2 and tuned["steps"] == 3
+    assert tuned["tokens_seen"] == 3 * 2 * 2 * 16  # steps x batch x processes x block
+    assert tuned["perplexity_after"] < tuned["perplexity_before"]
+    assert result.stdout.count("Held-out perplexity") == 1  # one summary, from the first process
+    from vdata_hub.eval.models import load_model
+
+    assert load_model(str(out / "final"), "cpu").model.config.n_layer == 2

@@ -651,6 +651,8 @@ def _note(message: str) -> None:
 
 
 def _print_summary(result, quiet: bool) -> None:
+    if os.environ.get("RANK", "0") != "0":  # a data-parallel launch: the first process speaks for all
+        return
     if not quiet and result is not None and hasattr(result, "summary"):
         print(result.summary())
 
