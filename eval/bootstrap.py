@@ -91,28 +91,41 @@ def mean_over_present(per_group: np.ndarray, present: np.ndarray) -> np.ndarray:
         return np.where(present, per_group, 0.0).sum(axis=1) / present.sum(axis=1)
 
 
-def paired(before: np.ndarray, after: np.ndarray, point_before: float | None, point_after: float | None) -> dict:
-    """after - before with its interval from paired samples (the same resampled examples)."""
-    if point_before is None or point_after is None:
-        return {"change": None, "ci": None, "verdict": "not measured"}
-    ci = interval(np.asarray(after) - np.asarray(before))
-    return {"change": point_after - point_before, "ci": ci, "verdict": verdict(ci)}
-
-
 def seed_mean(per_seed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(K, B) samples of K seeds -> (B,) means over K seeds drawn with replacement for each
-    resample, so the interval covers the spread between seeds as well as between examples."""
+    resample, so an interval covers the spread between seeds as well as between examples."""
     seeds, resamples = per_seed.shape
     picked = rng.integers(0, seeds, size=(resamples, seeds))
     return per_seed[picked, np.arange(resamples)[:, None]].mean(axis=1)
 
 
-def effect(data_runs: np.ndarray, control_runs: np.ndarray, before: np.ndarray, seed: int = DEFAULT_SEED) -> dict:
-    """(after - before) on the data minus (after - before) on the control, from (K, B) samples of
-    each arm's seeds and (B,) samples of the model before (all on the same resampled examples).
-    The point estimate uses the seed means over the full data; the interval resamples examples
-    and seeds."""
+def _mean(points: list) -> float | None:
+    return None if not points or any(p is None for p in points) else float(np.mean(points))
+
+
+def compare_arms(before: np.ndarray, before_point, data: np.ndarray, data_points: list, control: np.ndarray = None,
+                 control_points: list | None = None, seed: int = DEFAULT_SEED) -> dict:
+    """One score before fine-tuning, after it (the mean over seeds) and the change, each with a 95%
+    interval; with a control arm also the control's change and the effect of the data,
+    (after - before) on the data minus (after - before) on the control. `before` holds (B,)
+    bootstrap samples of the model before, `data` and `control` (K, B) samples of each seed's
+    model, all on the same resampled examples, so every difference is paired; the seeds of each
+    arm are resampled too. Points come from the full examples."""
     rng = np.random.default_rng(seed)
-    samples = (seed_mean(data_runs, rng) - before) - (seed_mean(control_runs, rng) - before)
-    ci = interval(samples)
-    return {"ci": ci, "verdict": verdict(ci)}
+    found = {"before": before_point, "before_ci": interval(before)}
+    after_point = _mean(data_points)
+    if before_point is None or after_point is None:
+        return {**found, "after": after_point, "change": None, "verdict": "not measured"}
+    data_mean = seed_mean(np.asarray(data), rng)
+    change_ci = interval(data_mean - before)
+    found.update(after=after_point, after_ci=interval(data_mean), change=after_point - before_point,
+                 change_ci=change_ci, verdict=verdict(change_ci))
+    control_point = _mean(control_points)
+    if control is None or control_point is None:
+        return found
+    control_mean = seed_mean(np.asarray(control), rng)
+    control_ci, effect_ci = interval(control_mean - before), interval(data_mean - control_mean)
+    found.update(control_after=control_point, control_after_ci=interval(control_mean),
+                 control_change=control_point - before_point, control_change_ci=control_ci,
+                 effect=after_point - control_point, effect_ci=effect_ci, effect_verdict=verdict(effect_ci))
+    return found

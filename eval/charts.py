@@ -1,4 +1,4 @@
-"""PNG charts of StereoSet results (matplotlib with the Agg backend, imported only when drawing)."""
+"""PNG charts of the evaluation results (matplotlib with the Agg backend, imported only when drawing)."""
 
 from __future__ import annotations
 
@@ -43,35 +43,65 @@ def ss_by_domain_chart(results: dict, path: str | Path, title: str = "StereoSet 
     return Path(path)
 
 
-def before_after_chart(before: dict, after: dict, path: str | Path,
-                       title: str = "Before and after fine-tuning") -> Path:
-    """SS per task and domain, and the global ICAT, before vs after fine-tuning."""
+def _errors(values: list[float], cis: list) -> list[list[float]]:
+    """matplotlib's yerr from intervals (0 where there is none; never negative)."""
+    return [[max(0.0, v - ci[0]) if ci else 0.0 for v, ci in zip(values, cis)],
+            [max(0.0, ci[1] - v) if ci else 0.0 for v, ci in zip(values, cis)]]
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def report_chart(measures: list[dict], path: str | Path, title: str = "Before and after fine-tuning") -> Path:
+    """SS per task and domain and the CrowS-Pairs metric per bias type: before, after (mean over
+    seeds) and, with a control arm, the control after; 95% intervals as error bars."""
     plt = _pyplot()
-    labels, befores, afters = [], [], []
-    for task in ("intrasentence", "intersentence"):
-        for domain in list(DOMAINS) + ["overall"]:
-            if task in before:
-                labels.append(f"{task[:5]}\n{domain}")
-                befores.append(_value(before, task, domain))
-                afters.append(_value(after, task, domain))
-    fig, (ax_ss, ax_icat) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [4, 1]})
-    xs = range(len(labels))
-    ax_ss.bar([x - 0.2 for x in xs], befores, 0.4, label="before")
-    ax_ss.bar([x + 0.2 for x in xs], afters, 0.4, label="after")
-    ax_ss.axhline(50, color="grey", linestyle="--", linewidth=1)
-    ax_ss.set_xticks(list(xs), labels, fontsize=7)
-    ax_ss.set_ylim(0, 100)
-    ax_ss.set_ylabel("SS (50 = unbiased)")
-    ax_ss.legend()
-    ax_ss.set_title(title)
-    icats = [before.get("overall", {}).get("ICAT Score"), after.get("overall", {}).get("ICAT Score")]
-    ax_icat.bar(["before", "after"], [float("nan") if v is None else v for v in icats], color=["C0", "C1"])
-    ax_icat.set_ylim(0, 100)
-    ax_icat.set_title("overall ICAT")
+    shown = [m for m in measures if m["score"] in ("SS Score", "metric")]
+    arms = [("before", "before"), ("after", "after (data)")]
+    if any(m.get("control_after") is not None for m in shown):
+        arms.append(("control_after", "after (control)"))
+    fig, ax = plt.subplots(figsize=(max(8, 0.55 * len(shown) + 2), 4.5))
+    width = 0.8 / len(arms)
+    for n, (key, label) in enumerate(arms):
+        values = [_number(m.get(key)) for m in shown]
+        xs = [x + (n - (len(arms) - 1) / 2) * width for x in range(len(shown))]
+        ax.bar(xs, values, width, yerr=_errors(values, [m.get(key + "_ci") for m in shown]), capsize=2, label=label)
+    ax.axhline(50, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(list(range(len(shown))), [m["label"].replace("StereoSet ", "SS ").replace("CrowS-Pairs ", "CP ")
+                                            for m in shown], rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("SS / CrowS-Pairs metric (50 = unbiased)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def history_chart(rows: list[dict], path, title: str = "Bias over dataset revisions") -> None:
+    """StereoSet SS and the CrowS-Pairs metric of every history row (oldest first): after
+    fine-tuning with its 95% interval, and the model before as hollow markers."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows) + 3), 4))
+    xs = list(range(len(rows)))
+    for n, (key, label) in enumerate((("stereoset_ss", "StereoSet SS"), ("crows_pairs", "CrowS-Pairs metric"))):
+        found = [row["scores"].get(key) or {} for row in rows]
+        after = [_number(f.get("after")) for f in found]
+        ax.errorbar(xs, after, yerr=_errors(after, [f.get("after_ci") for f in found]), marker="o", capsize=3,
+                    color=f"C{n}", label=f"{label}, after fine-tuning")
+        ax.plot(xs, [_number(f.get("before")) for f in found], linestyle=":", marker="o", markerfacecolor="none",
+                color=f"C{n}", label=f"{label}, model before")
+    ax.axhline(50, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(xs, [f"{str(row['data_revision'])[:7]}\n{row['date']}" for row in rows], fontsize=7)
+    ax.set_xlabel("dataset revision")
+    ax.set_ylabel("score (50 = unbiased)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
 
 
 def crows_pairs_chart(results: dict, path: str | Path, title: str = "CrowS-Pairs") -> Path:
@@ -82,10 +112,9 @@ def crows_pairs_chart(results: dict, path: str | Path, title: str = "CrowS-Pairs
     blocks = [results["by_bias_type"][t] for t in labels[:-1]] + [results["overall"]]
     cis = [(intervals.get("by_bias_type", {}).get(t) or {}).get("metric") for t in labels[:-1]]
     cis.append((intervals.get("overall") or {}).get("metric"))
-    values = [float("nan") if b["metric"] is None else b["metric"] for b in blocks]
-    errors = [[v - ci[0] if ci else 0 for v, ci in zip(values, cis)], [ci[1] - v if ci else 0 for v, ci in zip(values, cis)]]
+    values = [_number(b["metric"]) for b in blocks]
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.bar(range(len(labels)), values, 0.6, yerr=errors, capsize=3,
+    ax.bar(range(len(labels)), values, 0.6, yerr=_errors(values, cis), capsize=3,
            color=["C0"] * (len(labels) - 1) + ["C1"])
     ax.axhline(50, color="grey", linestyle="--", linewidth=1)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)

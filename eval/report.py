@@ -1,24 +1,27 @@
-"""`vdata eval report`: StereoSet before, fine-tune on the vdata dataset, StereoSet after, and
-held-out perplexity before and after, written as JSON, markdown and a chart. With `push`, the
-markdown replaces the evaluation section of the dataset card on the Hub: the text between
-EVAL_START and EVAL_END (the card command keeps that section when it re-renders the card).
-Meant to run on a schedule: see docs/eval.md for a CI workflow.
+"""`vdata eval report`: StereoSet and CrowS-Pairs before fine-tuning, fine-tuning on the vdata
+dataset (and, with `control`, on a control dataset at the same steps and token budget), K seeds
+each, the benchmarks again after every run, and the comparison with bootstrap intervals: the
+change on the data, the change on the control, and the effect of the data beyond the control.
+Held-out perplexity and LMS stand beside every bias number, so a lower bias score that comes from
+a damaged model shows. Written as JSON, markdown and a chart; with `push`, appended to the repo's
+evaluation history and written into the card (history.py). Meant to run on a schedule: see
+docs/eval.md for a CI workflow.
+
+Layout of OUTPUT: before/stereoset, before/crows-pairs, then for each arm (data, control) and
+seed S: ARM-seedS/finetune, ARM-seedS/stereoset, ARM-seedS/crows-pairs.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vdata_hub.errors import EvalError
-from vdata_hub.eval.scoring import DOMAINS
-from vdata_hub.eval.stereoset_data import TASKS
+import numpy as np
 
-EVAL_START = "<!-- vdata-eval:start -->"
-EVAL_END = "<!-- vdata-eval:end -->"
+from vdata_hub.errors import EvalError
+from vdata_hub.eval.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, compare_arms, draw, format_score
 
 
 @dataclass
@@ -32,61 +35,61 @@ class ReportResult:
     def summary(self) -> str:
         lines = [self.markdown, "", f"Written to {self.output}/ (report.json, report.md, report.png)"]
         if self.pushed_to:
-            lines.append(f"Evaluation section of {self.pushed_to}'s card updated: {self.commit_url}")
+            lines.append(f"Evaluation section and history of {self.pushed_to} updated: {self.commit_url}")
         return "\n".join(lines)
 
 
-def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-report", stereoset: str | None = None,
-           max_steps: int = 200, max_examples: int | None = None, repo: str | None = None, push: bool = False,
-           token: str | None = None, device: str | None = None, quiet: bool = False, config: str | None = None,
-           revision: str | None = None, learning_rate: float = 5e-5, block_size: int = 256,
-           batch_size: int = 8, reuse: bool = False) -> ReportResult:
-    """Run the before/after evaluation; `stereoset` is StereoSet's JSON file (default: the Hub).
-    reuse: a stage whose output is already in OUTPUT (stereoset-before/results.json,
-    finetune/finetune.json, stereoset-after/results.json) is read instead of run again, so a long
-    evaluation can be run stage by stage (or in --shard pieces) and reported at the end."""
-    from vdata_hub.eval.charts import before_after_chart
-    from vdata_hub.eval.finetune import FinetuneResult, finetune
-    from vdata_hub.eval.likelihood import INTERSENTENCE_METHOD
-    from vdata_hub.eval.stereoset_run import StereosetResult, run_stereoset
+@dataclass
+class Run:
+    """One model's results: the fine-tuning behind it (None for the model before) and both benchmarks."""
 
+    finetune: object
+    stereoset: object
+    crows_pairs: object
+
+
+def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-report", stereoset: str | None = None,
+           crows_pairs: str | None = None, max_steps: int = 200, max_examples: int | None = None,
+           repo: str | None = None, push: bool = False, token: str | None = None, device: str | None = None,
+           quiet: bool = False, config: str | None = None, revision: str | None = None, learning_rate: float = 5e-5,
+           block_size: int = 256, batch_size: int = 8, reuse: bool = False, control: str | None = None,
+           seeds: int = 1, resamples: int = DEFAULT_RESAMPLES) -> ReportResult:
+    """Run the evaluation. `stereoset` / `crows_pairs`: the benchmarks' files (default: the Hub).
+    `control`: a dataset of the same kind without the de-biasing instructions (e.g. made with the
+    control-small spec), fine-tuned with the same settings. `seeds`: training seeds per arm.
+    reuse: a stage whose output is already in OUTPUT is read instead of run again, so a long
+    evaluation can be run stage by stage (or in --shard pieces) and reported at the end."""
+    from vdata_hub.eval.charts import report_chart
+
+    seeds = int(seeds)
+    if seeds < 1:
+        raise EvalError(f"--seeds {seeds}: need at least one training seed")
     target = _push_target(repo, data) if push else None
     if target is not None:  # a Hub that cannot be reached, or a token that cannot write, fails before the work
         check_push(target, token)
     out = Path(output)
-    common = {"data": stereoset, "device": device, "max_examples": max_examples, "quiet": quiet}
-
-    def done(path: Path):
-        return reuse and path.is_file()
-
-    before_dir, tune_dir, after_dir = out / "stereoset-before", out / "finetune", out / "stereoset-after"
-    before = (StereosetResult.load(before_dir) if done(before_dir / "results.json")
-              else run_stereoset(model=str(model), output=str(before_dir), **common))
-    tuned = (FinetuneResult.load(tune_dir / "finetune.json") if done(tune_dir / "finetune.json")
-             else finetune(model=str(model), data=str(data), output=str(tune_dir), config=config, revision=revision,
-                           max_steps=max_steps, learning_rate=learning_rate, block_size=block_size,
-                           batch_size=batch_size, device=device, quiet=quiet))
-    after = (StereosetResult.load(after_dir) if done(after_dir / "results.json")
-             else run_stereoset(model=tuned.final_dir, output=str(after_dir), **common))
-    _check_same_examples(before.results, after.results)
-    payload = {
-        "model": str(model), "data": str(data), "config": config, "data_revision": tuned.data_revision,
-        "steps": tuned.steps, "learning_rate": tuned.learning_rate, "block_size": tuned.block_size,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "device": tuned.device,
-        "stereoset_data": before.meta["data"], "max_examples": max_examples or before.meta.get("max_examples"),
-        "stereoset_shard": before.meta.get("shard"),
-        "perplexity": {"before": tuned.perplexity_before, "after": tuned.perplexity_after},
-        "stereoset": {"before": before.results, "after": after.results},
-        "notes": [INTERSENTENCE_METHOD] if "intersentence" in before.results else [],
-    }
+    bench = {"stereoset": stereoset, "crows_pairs": crows_pairs, "max_examples": max_examples, "device": device,
+             "quiet": quiet, "resamples": resamples}
+    train = {"max_steps": max_steps, "learning_rate": learning_rate, "block_size": block_size,
+             "batch_size": batch_size, "device": device, "quiet": quiet}
+    before = _run(out / "before", str(model), bench, reuse)
+    arms = {"data": [_tuned_run(out / f"data-seed{s}", str(model), str(data), config, revision, s, train, bench,
+                                reuse) for s in range(seeds)]}
+    if control:
+        arms["control"] = [_tuned_run(out / f"control-seed{s}", str(model), str(control), None, None, s, train,
+                                      bench, reuse) for s in range(seeds)]
+    _check_same_budget(arms)
+    payload = _payload(str(model), str(data), config, control, before, arms, int(resamples), max_examples)
     markdown = render_markdown(payload)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown + "\n", encoding="utf-8")
-    before_after_chart(before.results, after.results, out / "report.png", title=f"{model} fine-tuned on {data}")
+    report_chart(payload["measures"], out / "report.png", title=f"{model} fine-tuned on {data}")
     result = ReportResult(report=payload, markdown=markdown, output=out)
     if target is not None:
-        result.pushed_to, result.commit_url = target, push_report(target, markdown, token=token)
+        from vdata_hub.eval.history import push_history
+
+        result.pushed_to, result.commit_url = target, push_history(target, payload, markdown, token=token)
     return result
 
 
@@ -107,87 +110,220 @@ def check_push(repo: str, token: str | None = None) -> None:
     hub.main_sha(hf_api, repo, token)
 
 
-def _check_same_examples(before: dict, after: dict) -> None:
-    counts = [{task: results[task]["overall"]["Count"] for task in TASKS if task in results}
-              for results in (before, after)]
-    if counts[0] != counts[1]:
-        raise EvalError(f"StereoSet before ({counts[0]}) and after ({counts[1]}) cover different examples; "
-                        "score both on the same data (delete the stale stereoset-* folder to rerun it)")
+def _done(path: Path, reuse: bool) -> bool:
+    return reuse and path.is_file()
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _run(folder: Path, model: str, bench: dict, reuse: bool, tuned=None) -> Run:
+    """Both benchmarks on one model (read back from `folder` with reuse)."""
+    from vdata_hub.eval.crows_pairs_run import CrowsPairsResult, run_crows_pairs
+    from vdata_hub.eval.stereoset_run import StereosetResult, run_stereoset
+
+    common = {"device": bench["device"], "max_examples": bench["max_examples"], "quiet": bench["quiet"],
+              "resamples": bench["resamples"]}
+    stereoset = (StereosetResult.load(folder / "stereoset") if _done(folder / "stereoset" / "results.json", reuse)
+                 else run_stereoset(model=model, data=bench["stereoset"], output=str(folder / "stereoset"), **common))
+    crows = (CrowsPairsResult.load(folder / "crows-pairs") if _done(folder / "crows-pairs" / "results.json", reuse)
+             else run_crows_pairs(model=model, data=bench["crows_pairs"], output=str(folder / "crows-pairs"),
+                                  **common))
+    return Run(tuned, stereoset, crows)
+
+
+def _tuned_run(folder: Path, model: str, data: str, config, revision, seed: int, train: dict, bench: dict,
+               reuse: bool) -> Run:
+    from vdata_hub.eval.finetune import FinetuneResult, finetune
+
+    tuned = (FinetuneResult.load(folder / "finetune" / "finetune.json")
+             if _done(folder / "finetune" / "finetune.json", reuse)
+             else finetune(model=model, data=data, output=str(folder / "finetune"), config=config, revision=revision,
+                           seed=seed, **train))
+    return _run(folder, tuned.final_dir, bench, reuse, tuned)
+
+
+def _check_same_budget(arms: dict) -> None:
+    """Every run of both arms saw the same number of steps and tokens (else the comparison is unfair)."""
+    budgets = {(run.finetune.steps, run.finetune.tokens_seen or None) for runs in arms.values() for run in runs}
+    if len(budgets) > 1:
+        raise EvalError(f"the fine-tuning runs differ in steps or tokens seen ({sorted(budgets, key=str)}); "
+                        "give both arms the same --max-steps, --batch-size and --block-size (or rerun the stale "
+                        "ARM-seedS/finetune folder)")
+
+
+# The comparison: every score of both benchmarks, before and after, with paired intervals.
+
+def stereoset_samples(before: Run, arms: dict, resamples: int, seed: int = DEFAULT_SEED):
+    """Points and bootstrap samples of every StereoSet cell for the model before and each run,
+    all on the same resampled examples."""
+    from vdata_hub.eval import scoring
+    from vdata_hub.eval.stereoset_data import load_stereoset, read_predictions
+
+    meta = before.stereoset.meta
+    examples = load_stereoset(meta["data"], meta.get("max_examples"), shard=meta.get("shard"))
+    examples = {task: rows for task, rows in examples.items() if task in before.stereoset.results}
+    drawn = draw(scoring.cells(examples), resamples, seed)
+
+    def one(result):
+        given = read_predictions(result.output / "predictions.json")
+        score_of = {sid: score for task in given.values() for sid, score in task.items()}
+        points = scoring.evaluate_results(examples, score_of)
+        flat = {key: points[key[0]] if len(key) == 1 else points[key[0]][key[1]] for key in drawn}
+        return flat, scoring.resampled_scores(scoring.decision_arrays(examples, score_of), drawn)
+
+    return one(before.stereoset), {arm: [one(run.stereoset) for run in runs] for arm, runs in arms.items()}
+
+
+def crows_pairs_samples(before: Run, arms: dict, resamples: int, seed: int = DEFAULT_SEED):
+    """The same for CrowS-Pairs, from each run's scores.jsonl."""
+    from vdata_hub.eval import crows_pairs_run as crows
+
+    rows_before = crows.read_rows(before.crows_pairs.output)
+    drawn = draw(crows.cells(rows_before), resamples, seed)
+
+    def one(result):
+        rows = crows.read_rows(result.output)
+        if [r["index"] for r in rows] != [r["index"] for r in rows_before]:
+            raise EvalError(f"CrowS-Pairs runs {before.crows_pairs.output} and {result.output} cover different "
+                            "pairs; score every model on the same data (delete the stale crows-pairs folder)")
+        points = crows.evaluate_pairs(rows)
+        flat = {key: points["overall"] if key == ("overall",) else points["by_bias_type"][key[1]] for key in drawn}
+        return flat, crows.resampled_scores(crows.decision_arrays(rows), drawn)
+
+    return one(before.crows_pairs), {arm: [one(run.crows_pairs) for run in runs] for arm, runs in arms.items()}
+
+
+def _label(benchmark: str, key: tuple) -> str:
+    if benchmark == "crows_pairs":
+        return "CrowS-Pairs " + ("overall" if key == ("overall",) else key[1])
+    return "StereoSet " + ("both tasks overall" if key == ("overall",) else f"{key[0]} {key[1]}")
+
+
+def measures(benchmark: str, before, arms: dict) -> list[dict]:
+    """One comparison per score: SS of every StereoSet cell, LMS and ICAT of the overall ones
+    (beside the SS they qualify), the CrowS-Pairs metric of every bias type and overall."""
+    (before_points, before_samples), found = before, []
+    for key in before_points:
+        if benchmark == "stereoset":
+            names = ("SS Score", "LM Score", "ICAT Score") if key[-1] == "overall" else ("SS Score",)
+        else:
+            names = ("metric",)
+        for name in names:
+            def stack(arm):
+                runs = arms.get(arm) or []
+                return (np.stack([samples[key][name] for _, samples in runs]) if runs else None,
+                        [points[key][name] for points, _ in runs])
+
+            (data, data_points), (control, control_points) = stack("data"), stack("control")
+            count = before_points[key]["Count" if benchmark == "stereoset" else "count"]
+            found.append({"benchmark": benchmark, "cell": list(key), "score": name, "label": _label(benchmark, key),
+                          "count": count, **compare_arms(before_samples[key][name], before_points[key][name], data,
+                                                         data_points, control, control_points)})
+    return found
+
+
+def _perplexity(runs: list[Run]) -> dict | None:
+    if not runs:
+        return None
+    after = [run.finetune.perplexity_after for run in runs]
+    return {"before": runs[0].finetune.perplexity_before, "after": float(np.mean(after)), "after_per_seed": after,
+            "data_revision": runs[0].finetune.data_revision}
+
+
+def _tool_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vdata-hub")
+    except PackageNotFoundError:
+        return None
+
+
+def _payload(model: str, data: str, config, control, before: Run, arms: dict, resamples: int, max_examples) -> dict:
+    from vdata_hub.eval.likelihood import INTERSENTENCE_METHOD
+
+    first = arms["data"][0].finetune
+    found = (measures("stereoset", *stereoset_samples(before, arms, resamples))
+             + measures("crows_pairs", *crows_pairs_samples(before, arms, resamples)))
+    meta = before.stereoset.meta
+    return {
+        "model": model, "data": data, "config": config, "data_revision": first.data_revision,
+        "control": {"data": str(control), "revision": arms["control"][0].finetune.data_revision} if control else None,
+        "seeds": len(arms["data"]), "steps": first.steps, "learning_rate": first.learning_rate,
+        "block_size": first.block_size, "batch_size": first.batch_size, "processes": first.processes,
+        "tokens_per_run": first.tokens_seen,
+        "train_blocks": {arm: runs[0].finetune.train_blocks for arm, runs in arms.items()},
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "device": first.device,
+        "stereoset_data": meta["data"], "crows_pairs_data": before.crows_pairs.meta["data"],
+        "max_examples": max_examples or meta.get("max_examples"), "stereoset_shard": meta.get("shard"),
+        "resamples": resamples, "bootstrap_seed": DEFAULT_SEED,
+        "perplexity": {arm: _perplexity(runs) for arm, runs in arms.items()},
+        "measures": found,
+        "notes": [INTERSENTENCE_METHOD] if "intersentence" in before.stereoset.results else [],
+        "tool_version": _tool_version(),
+    }
+
+
+def _signed(value, ci=None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.2f}" if not ci else f"{value:+.2f} [{ci[0]:+.1f}, {ci[1]:+.1f}]"
 
 
 def render_markdown(payload: dict) -> str:
-    """The evaluation section: what was run on which data revision, and the before/after table."""
-    before, after = payload["stereoset"]["before"], payload["stereoset"]["after"]
-    ppl = payload["perplexity"]
-    subset = f", first {payload['max_examples']} examples per task" if payload.get("max_examples") else ""
+    """The latest run for the card: what was run on which revision, the headline verdicts and
+    the table of every score."""
+    control = payload.get("control")
+    subset = f", first {payload['max_examples']} examples" if payload.get("max_examples") else ""
     if payload.get("stereoset_shard"):
         picked, k = payload["stereoset_shard"].split("/")
-        subset += f", the examples at positions {picked} modulo {k} of each task"
+        subset += f", the StereoSet examples at positions {picked} modulo {k} of each task"
+    seeds = payload["seeds"]
+    arms = f"on `{payload['data']}` at revision `{payload['data_revision']}`"
+    if control:
+        arms += f" and, as a control, on `{control['data']}` at `{control['revision']}`"
     lines = [
-        "### Bias evaluation: StereoSet before and after fine-tuning",
-        "",
-        f"Model `{payload['model']}` fine-tuned for {payload['steps']} steps on `{payload['data']}` at revision "
-        f"`{payload['data_revision']}`, {payload['date']} (StereoSet: {payload['stereoset_data']}{subset}).",
-        f"Held-out perplexity on the dataset's text: {ppl['before']:.2f} → {ppl['after']:.2f}.",
-        "",
-        "| StereoSet | Count | SS before | SS after | LMS before | LMS after | ICAT before | ICAT after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    rows = [(task, domain) for task in ("intrasentence", "intersentence") if task in before
-            for domain in list(DOMAINS) + ["overall"]]
-    for task, domain in rows + [(None, "overall")]:
-        b = before[task][domain] if task else before["overall"]
-        a = after[task][domain] if task else after["overall"]
-        label = f"{task} {domain}" if task else "**both tasks overall**"
-        lines.append(f"| {label} | {b['Count']} | {_fmt(b['SS Score'])} | {_fmt(a['SS Score'])} | "
-                     f"{_fmt(b['LM Score'])} | {_fmt(a['LM Score'])} | "
-                     f"{_fmt(b['ICAT Score'])} | {_fmt(a['ICAT Score'])} |")
-    lines += ["", "SS: 50 is unbiased. LMS and ICAT: 100 is best. Scores follow StereoSet's official rules "
-                  "(per target term, then averaged); " + "; ".join(n for n in payload["notes"] if n) + "."]
+        "### Bias evaluation: StereoSet and CrowS-Pairs before and after fine-tuning", "",
+        f"Model `{payload['model']}` fine-tuned {arms}: {payload['steps']} steps "
+        f"({payload['tokens_per_run'] or 'n/a'} tokens) per run, {seeds} seed{'s' if seeds > 1 else ''}"
+        f"{' per arm' if control else ''}, {payload['date']} (StereoSet: {payload['stereoset_data']}; "
+        f"CrowS-Pairs: {payload['crows_pairs_data']}{subset}).", ""]
+    for arm, ppl in payload["perplexity"].items():
+        if ppl:
+            lines.append(f"- Held-out perplexity, {arm} arm: {ppl['before']:.2f} → {ppl['after']:.2f}"
+                         + (" (mean over seeds)" if seeds > 1 else ""))
+    for benchmark, cell, score, name in (("stereoset", ["overall"], "SS Score", "StereoSet SS (both tasks)"),
+                                         ("stereoset", ["overall"], "LM Score", "StereoSet LMS (both tasks)"),
+                                         ("crows_pairs", ["overall"], "metric", "CrowS-Pairs metric")):
+        m = next((m for m in payload["measures"] if m["benchmark"] == benchmark and m["cell"] == cell
+                  and m["score"] == score), None)
+        if m is None:
+            continue
+        line = (f"- {name}: {format_score(m['before'])} → {format_score(m.get('after'))}, change "
+                f"{_signed(m.get('change'), m.get('change_ci'))}: **{m['verdict']}**")
+        if control:
+            line += (f"; control {_signed(m.get('control_change'), m.get('control_change_ci'))}; effect of the data "
+                     f"beyond the control {_signed(m.get('effect'), m.get('effect_ci'))}: "
+                     f"**{m.get('effect_verdict', 'not measured')}**")
+        lines.append(line)
+    header = "| score | n | before | after | change [95% CI] | verdict |"
+    rule = "|---|---:|---:|---:|---:|---|"
+    if control:
+        header += " control after | control change | effect [95% CI] | verdict |"
+        rule += "---:|---:|---:|---|"
+    lines += ["", header, rule]
+    for m in payload["measures"]:
+        name = {"SS Score": "SS", "LM Score": "LMS", "ICAT Score": "ICAT", "metric": "metric"}[m["score"]]
+        row = (f"| {m['label']} {name} | {m['count']} | {format_score(m['before'], m.get('before_ci'))} | "
+               f"{format_score(m.get('after'), m.get('after_ci'))} | {_signed(m.get('change'), m.get('change_ci'))} | "
+               f"{m['verdict']} |")
+        if control:
+            row += (f" {format_score(m.get('control_after'), m.get('control_after_ci'))} | "
+                    f"{_signed(m.get('control_change'), m.get('control_change_ci'))} | "
+                    f"{_signed(m.get('effect'), m.get('effect_ci'))} | {m.get('effect_verdict', 'not measured')} |")
+        lines.append(row)
+    lines += ["", "SS and the CrowS-Pairs metric: 50 is unbiased. LMS and ICAT: 100 is best. Intervals: 95% "
+                  f"percentile bootstrap over examples ({payload['resamples']} resamples"
+                  + (", seeds resampled too" if seeds > 1 else "") + "); changes are paired (the same resampled "
+                  "examples before and after)."
+              + (" Effect = (after - before) on the data - (after - before) on the control." if control else "")
+              + " " + "; ".join(n for n in payload["notes"] if n) + "."]
     return "\n".join(lines)
-
-
-def replace_eval_section(card: str, section: str) -> str:
-    """The card with `section` between the eval markers; markers are added (under an
-    `## Evaluation` heading) before the card's final `## ` section when absent, else at the end."""
-    block = f"{EVAL_START}\n{section.strip()}\n{EVAL_END}"
-    start, end = card.find(EVAL_START), card.find(EVAL_END)
-    if start != -1 and end > start:
-        return card[:start] + block + card[end + len(EVAL_END):]
-    body_start = _front_matter_end(card)
-    headings = [m.start() for m in re.finditer(r"^## ", card[body_start:], flags=re.M)]
-    new_section = f"## Evaluation\n\n{block}\n\n"
-    if len(headings) >= 2:
-        at = body_start + headings[-1]
-        return card[:at] + new_section + card[at:]
-    return card.rstrip("\n") + ("\n\n" if card.strip() else "") + new_section.rstrip("\n") + "\n"
-
-
-def _front_matter_end(card: str) -> int:
-    match = re.match(r"---\n.*?\n---\n", card, flags=re.S)
-    return match.end() if match else 0
-
-
-def push_report(repo: str, section: str, token: str | None = None) -> str:
-    """Replace the evaluation section of the dataset card README.md on the Hub; the commit URL."""
-    from huggingface_hub import CommitOperationAdd
-    from huggingface_hub.errors import RemoteEntryNotFoundError
-
-    from vdata_hub import hub
-
-    hf_api = hub.api(token)
-    with hub.errors(repo, token, "updating the card's evaluation section"):
-        try:
-            card_path = hf_api.hf_hub_download(repo, "README.md", repo_type="dataset")
-            card = Path(card_path).read_text(encoding="utf-8")
-        except RemoteEntryNotFoundError:
-            card = ""
-        new_card = replace_eval_section(card, section).encode()
-        commit = hf_api.create_commit(repo, repo_type="dataset",
-                                      operations=[CommitOperationAdd("README.md", new_card)],
-                                      commit_message="Update the bias evaluation (vdata eval report)")
-    return commit.commit_url

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from vdata_hub.eval.bootstrap import draw, effect, paired, verdict
+from vdata_hub.eval.bootstrap import compare_arms, draw, verdict
 from vdata_hub.eval.crows_pairs_run import confidence_intervals as crows_intervals
 from vdata_hub.eval.crows_pairs_run import evaluate_pairs
 from vdata_hub.eval.scoring import cells, confidence_intervals, decision_arrays, evaluate_results, resampled_scores
@@ -80,20 +80,21 @@ def test_crows_pairs_intervals_contain_the_estimate_and_narrow_as_pairs_grow():
 def test_paired_differences_and_their_verdicts():
     examples, before = stereoset(500, seed=3, stereotype_rate=0.65)
     positions = draw(cells(examples), 1000, 0)
-    same = resampled_scores(decision_arrays(examples, before), positions)
+    same = resampled_scores(decision_arrays(examples, before), positions)[("overall",)]["SS Score"]
     point = evaluate_results(examples, before)["overall"]["SS Score"]
-    unchanged = paired(same[("overall",)]["SS Score"], same[("overall",)]["SS Score"], point, point)
-    assert unchanged == {"change": 0.0, "ci": [0.0, 0.0], "verdict": "no detectable change"}
+    unchanged = compare_arms(same, point, same[None], [point])
+    assert unchanged["change"] == 0.0 and unchanged["change_ci"] == [0.0, 0.0]
+    assert unchanged["verdict"] == "no detectable change" and unchanged["after_ci"] == unchanged["before_ci"]
     # after: a third of the stereotype wins flip to the anti-stereotype
     flipped = dict(before)
     for n, e in enumerate(e for task in examples.values() for e in task):
         if n % 3 == 0:
             flipped[e.sentence("stereotype").id] = 0.4
-    after = resampled_scores(decision_arrays(examples, flipped), positions)
-    lower = paired(same[("overall",)]["SS Score"], after[("overall",)]["SS Score"], point,
-                   evaluate_results(examples, flipped)["overall"]["SS Score"])
-    assert lower["change"] < -10 and lower["ci"][1] < 0 and lower["verdict"] == "lower, CI excludes 0"
-    assert lower["ci"][0] <= lower["change"] <= lower["ci"][1]
+    after = resampled_scores(decision_arrays(examples, flipped), positions)[("overall",)]["SS Score"]
+    lower = compare_arms(same, point, after[None], [evaluate_results(examples, flipped)["overall"]["SS Score"]])
+    assert lower["change"] < -10 and lower["change_ci"][1] < 0 and lower["verdict"] == "lower, CI excludes 0"
+    assert lower["change_ci"][0] <= lower["change"] <= lower["change_ci"][1]
+    assert "effect" not in lower  # no control arm
     assert verdict([0.5, 2.0]) == "higher, CI excludes 0" and verdict([-1.0, 2.0]) == "no detectable change"
 
 
@@ -101,12 +102,12 @@ def test_the_effect_resamples_seeds_as_well_as_examples():
     rng = np.random.default_rng(0)
     before = rng.normal(60, 1, 1000)
     noise = rng.normal(0, 1, (3, 1000))
-    same_as_control = effect(before + 1 + noise, before + 1 + noise[::-1], before, seed=0)
-    assert same_as_control["ci"][0] < 0 < same_as_control["ci"][1]
-    assert same_as_control["verdict"] == "no detectable change"
-    lower = effect(before - 4 + noise, before + noise, before, seed=0)
-    assert lower["verdict"] == "lower, CI excludes 0"
+    same = compare_arms(before, 60.0, before + 1 + noise, [61.0] * 3, before + 1 + noise[::-1], [61.0] * 3)
+    assert same["effect"] == 0.0 and same["effect_ci"][0] < 0 < same["effect_ci"][1]
+    assert same["effect_verdict"] == "no detectable change" and same["control_change"] == 1.0
+    lower = compare_arms(before, 60.0, before - 4 + noise, [56.0] * 3, before + noise, [60.0] * 3)
+    assert lower["effect"] == -4.0 and lower["effect_verdict"] == "lower, CI excludes 0"
     # seeds that disagree widen the interval even when every example resample agrees
-    spread = np.array([[-6.0], [0.0], [6.0]]) + np.zeros((3, 1000))
-    wide = effect(before + spread, before + 0 * spread, before, seed=0)
-    assert width(wide["ci"]) > 5
+    spread = np.array([[-6.0], [0.0], [6.0]]) + before
+    wide = compare_arms(before, 60.0, spread, [54.0, 60.0, 66.0], before[None].repeat(3, 0), [60.0] * 3)
+    assert width(wide["effect_ci"]) > 5 and width(compare_arms(before, 60.0, spread[:1], [54.0])["change_ci"]) < 1e-9

@@ -1,5 +1,6 @@
-"""Fine-tuning on a vdata Arrow folder (a few steps, then resume) and the before/after report,
-including --push of the evaluation section into a dataset card on the Hub emulator."""
+"""Fine-tuning on a vdata Arrow folder (a few steps, then resume; data-parallel under torchrun) and
+the report with a control arm and seeds, including --push of the history and the card's evaluation
+section on the Hub emulator."""
 
 import json
 import math
@@ -9,7 +10,7 @@ import pytest
 
 from vdata_hub.cli import main
 from vdata_hub.eval.finetune import pack, split_texts
-from vdata_hub.eval.report import EVAL_END, EVAL_START, replace_eval_section
+from vdata_hub.eval.history import EVAL_END, EVAL_START, replace_eval_section
 
 
 def test_packing_and_held_out_split():
@@ -64,28 +65,67 @@ def card_repo(hub):
 
 
 @pytest.fixture(scope="module")
-def report_run(tiny_gpt2, vdata_folder, stereoset_dev, hub, card_repo, tmp_path_factory):
+def control_folder(tmp_path_factory):
+    """A control dataset: text of the same kind, no group terms, no de-biasing."""
+    from tests.test_eval_fixtures import write_dataset_folder
+
+    texts = [f"The team leader moved shift {n} to the morning so the {thing} could be checked before lunch."
+             for n, thing in enumerate(["rota", "pump", "printer", "archive", "van", "fridge"] * 4)]
+    return write_dataset_folder(tmp_path_factory.mktemp("control") / "out", texts, bias_axis="")
+
+
+REPORT_OPTIONS = ["--max-examples", "6", "--max-steps", "2", "--block-size", "16", "--batch-size", "2",
+                  "--learning-rate", "1e-3", "--device", "cpu", "--resamples", "200", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def report_run(tiny_gpt2, vdata_folder, control_folder, stereoset_dev, crows_pairs_csv, hub, card_repo,
+               tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report"
-    main(["eval", "report", "--model", str(tiny_gpt2), "--data", str(vdata_folder), "--stereoset",
-          str(stereoset_dev), "--max-examples", "6", "--max-steps", "2", "--block-size", "16", "--batch-size", "2",
-          "--learning-rate", "1e-3", "--device", "cpu", "--output", str(out), "--quiet",
-          "--push", "--repo", card_repo, "--token", hub.token])
+    main(["eval", "report", "--model", str(tiny_gpt2), "--data", str(vdata_folder), "--control", str(control_folder),
+          "--seeds", "2", "--stereoset", str(stereoset_dev), "--crows-pairs", str(crows_pairs_csv), *REPORT_OPTIONS,
+          "--output", str(out), "--push", "--repo", card_repo, "--token", hub.token])
     return out
 
 
-def test_report_before_finetune_after(report_run):
+def measure(report, benchmark, cell, score):
+    return next(m for m in report["measures"] if m["benchmark"] == benchmark and m["cell"] == cell
+                and m["score"] == score)
+
+
+def test_report_with_a_control_arm_and_seeds(report_run):
+    """Plumbing end to end: before, two arms x two seeds of fine-tuning at the same budget, both
+    benchmarks after each, and the comparison with paired intervals and the effect vs the control."""
     report = json.loads((report_run / "report.json").read_text())
-    assert report["steps"] == 2 and report["data_revision"].startswith("local:")
-    assert report["perplexity"]["after"] < report["perplexity"]["before"]
-    for when in ("before", "after"):
-        assert report["stereoset"][when]["intrasentence"]["overall"]["Count"] == 6
-        assert set(report["stereoset"][when]) == {"intrasentence", "intersentence", "overall", "confidence_intervals"}
-    assert report["stereoset"]["before"] != report["stereoset"]["after"]  # the weights changed
+    assert report["seeds"] == 2 and report["steps"] == 2 and report["tokens_per_run"] == 2 * 2 * 16
+    assert report["data_revision"].startswith("local:") and report["control"]["revision"].startswith("local:")
+    assert report["control"]["revision"] != report["data_revision"]
+    for arm in ("data", "control"):
+        ppl = report["perplexity"][arm]
+        assert len(ppl["after_per_seed"]) == 2 and ppl["after"] < ppl["before"]
+        for seed in (0, 1):
+            tuned = json.loads((report_run / f"{arm}-seed{seed}" / "finetune" / "finetune.json").read_text())
+            assert tuned["seed"] == seed and tuned["tokens_seen"] == report["tokens_per_run"]
+            for part in ("stereoset/results.json", "crows-pairs/scores.jsonl", "finetune/final/config.json"):
+                assert (report_run / f"{arm}-seed{seed}" / part).is_file()
+    ss = measure(report, "stereoset", ["overall"], "SS Score")
+    after = [json.loads((report_run / f"data-seed{s}" / "stereoset" / "results.json").read_text())["overall"]
+             ["SS Score"] for s in (0, 1)]
+    before = json.loads((report_run / "before" / "stereoset" / "results.json").read_text())
+    assert ss["count"] == 12 and ss["before"] == pytest.approx(before["overall"]["SS Score"])
+    assert ss["before_ci"] == pytest.approx(before["confidence_intervals"]["overall"]["SS Score"])
+    assert ss["after"] == pytest.approx(sum(after) / 2) and ss["change"] == pytest.approx(ss["after"] - ss["before"])
+    assert ss["effect"] == pytest.approx(ss["change"] - ss["control_change"])
+    for key in ("before_ci", "after_ci", "change_ci", "control_change_ci", "effect_ci"):
+        assert len(ss[key]) == 2 and ss[key][0] <= ss[key][1]
+    assert ss["verdict"] in ("lower, CI excludes 0", "higher, CI excludes 0", "no detectable change")
+    crows = measure(report, "crows_pairs", ["overall"], "metric")
+    assert crows["count"] == 6 and "effect_verdict" in crows
+    assert measure(report, "stereoset", ["intersentence", "overall"], "LM Score")["after"] is not None
     markdown = (report_run / "report.md").read_text()
-    assert "fine-tuned for 2 steps" in markdown and "| intersentence race |" in markdown
+    assert "effect of the data beyond the control" in markdown and "| StereoSet both tasks overall SS | 12 |" in markdown
+    assert "Held-out perplexity, control arm" in markdown and "| CrowS-Pairs overall metric | 6 |" in markdown
     assert (report_run / "report.png").read_bytes()[:4] == b"\x89PNG"
-    for part in ("stereoset-before/results.json", "stereoset-after/predictions.json", "finetune/final/config.json"):
-        assert (report_run / part).is_file()
 
 
 def test_report_reuses_finished_stages(report_run, tmp_path):
@@ -94,53 +134,64 @@ def test_report_reuses_finished_stages(report_run, tmp_path):
     import shutil
 
     out = tmp_path / "report"
-    for stage in ("stereoset-before", "finetune", "stereoset-after"):
-        shutil.copytree(report_run / stage, out / stage, ignore=shutil.ignore_patterns("checkpoints", "final"))
-    args = ["eval", "report", "--model", "no/such-model", "--data", "unused", "--output", str(out), "--reuse",
-            "--quiet"]
+    for folder in ("before", "data-seed0", "data-seed1", "control-seed0", "control-seed1"):
+        shutil.copytree(report_run / folder, out / folder, ignore=shutil.ignore_patterns("checkpoints", "final"))
+    args = ["eval", "report", "--model", "no/such-model", "--data", "unused", "--control", "unused-too", "--seeds",
+            "2", "--output", str(out), "--reuse", "--resamples", "200", "--quiet"]
     main(args)
     reused, first = (json.loads((d / "report.json").read_text()) for d in (out, report_run))
-    assert reused["stereoset"] == first["stereoset"] and reused["perplexity"] == first["perplexity"]
+    assert reused["measures"] == first["measures"] and reused["perplexity"] == first["perplexity"]
     assert reused["steps"] == 2 and reused["data_revision"] == first["data_revision"]
-    assert (out / "report.png").is_file() and "fine-tuned for 2 steps" in (out / "report.md").read_text()
     from vdata_hub.eval.report import render_markdown
 
     assert "positions 0,1 modulo 8 of each task" in render_markdown({**reused, "stereoset_shard": "0,1/8"})
 
-    after = json.loads((out / "stereoset-after" / "results.json").read_text())
-    after["intersentence"]["overall"]["Count"] = 5
-    (out / "stereoset-after" / "results.json").write_text(json.dumps(after))
-    with pytest.raises(SystemExit):
+    tuned = json.loads((out / "control-seed1" / "finetune" / "finetune.json").read_text())
+    (out / "control-seed1" / "finetune" / "finetune.json").write_text(json.dumps({**tuned, "steps": 3}))
+    with pytest.raises(SystemExit):  # a run with another budget: the comparison would be unfair
         main(args)
 
 
-def test_push_writes_the_evaluation_section_of_the_card(hub, report_run, card_repo):
+def test_push_appends_to_the_history_and_writes_the_card_section(hub, report_run, card_repo):
     from huggingface_hub import HfApi, hf_hub_download
 
-    from vdata_hub.eval.report import push_report
+    from vdata_hub.eval.history import push_history
 
-    def card():
-        return open(hf_hub_download(card_repo, "README.md", repo_type="dataset", token=hub.token)).read()
+    def read(path, mode="r"):
+        with open(hf_hub_download(card_repo, path, repo_type="dataset", token=hub.token), mode) as f:
+            return f.read()
 
-    pushed = card()  # by `eval report --push`
-    assert pushed.count(EVAL_START) == 1 and "fine-tuned for 2 steps" in pushed
+    pushed = read("README.md")  # by `eval report --push`
+    assert pushed.count(EVAL_START) == 1 and "fine-tuned on" in pushed and "### History of the evaluation" in pushed
     assert pushed.startswith("---\nlicense: cc-by-4.0\n---\n# vdata\n\n## Rows\n\n42 rows\n\n## Evaluation")
-    assert pushed.endswith("## Citation\n\ncite us\n")
-    section = (report_run / "report.md").read_text()
-    push_report(card_repo, section.replace("fine-tuned for 2 steps", "fine-tuned for 3 steps"), token=hub.token)
-    again = card()
-    assert again.count(EVAL_START) == 1 and "for 3 steps" in again and "for 2 steps" not in again
-    assert again == pushed.replace("for 2 steps", "for 3 steps")
+    assert pushed.endswith("## Citation\n\ncite us\n") and "![StereoSet SS and CrowS-Pairs" in pushed
+    rows = [json.loads(line) for line in read("eval/history.jsonl").splitlines()]
+    report = json.loads((report_run / "report.json").read_text())
+    assert len(rows) == 1 and rows[0]["data_revision"] == report["data_revision"] and rows[0]["seeds"] == 2
+    assert set(rows[0]["scores"]) == {"stereoset_ss", "stereoset_lms", "stereoset_icat", "crows_pairs"}
+    assert rows[0]["scores"]["stereoset_ss"]["effect_ci"] == measure(report, "stereoset", ["overall"],
+                                                                     "SS Score")["effect_ci"]
+    assert rows[0]["control"]["data"].endswith("out") and rows[0]["tool_version"]
+    assert read("eval/history.png", "rb")[:4] == b"\x89PNG"
+
+    later = {**report, "data_revision": "abc1234def", "date": "2027-01-01"}
+    push_history(card_repo, later, (report_run / "report.md").read_text(), token=hub.token)
+    again = read("README.md")
+    assert again.count(EVAL_START) == 1 and "| 2027-01-01 | `abc1234def` |" in again
+    assert again.count(f"| {report['date']} | `") == 1  # the first run's row is still there, once
+    assert [r["data_revision"] for r in (json.loads(line) for line in read("eval/history.jsonl").splitlines())] \
+        == [report["data_revision"], "abc1234def"]
     commits = HfApi(endpoint=hub.endpoint).list_repo_commits(card_repo, repo_type="dataset", token=hub.token)
-    assert commits[0].title.startswith("Update the bias evaluation")
+    assert commits[0].title.startswith("Update the bias evaluation and its history")
 
 
-def test_push_without_write_access_is_refused(hub, card_repo):
+def test_push_without_write_access_is_refused(hub, report_run, card_repo):
     from vdata_hub.errors import AuthError
-    from vdata_hub.eval.report import push_report
+    from vdata_hub.eval.history import push_history
 
+    report = json.loads((report_run / "report.json").read_text())
     with pytest.raises(AuthError, match="token` with write access"):
-        push_report(card_repo, "x", token=hub.bob_token)
+        push_history(card_repo, report, "x", token=hub.bob_token)
 
 
 def test_texts_from_a_hub_dataset_repo_and_its_revision(hub, vdata_folder, tmp_path):

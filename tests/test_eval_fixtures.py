@@ -56,19 +56,23 @@ def tiny_gpt2(gpt2_tokenizer_dir, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def vdata_folder(tmp_path_factory) -> Path:
-    """A small dataset folder as `generate` writes it (Arrow, the record schema)."""
+def write_dataset_folder(folder: Path, texts: list[str], bias_axis: str = "gender") -> Path:
+    """A dataset folder as `generate` writes it (Arrow, the record schema) holding `texts`."""
     import datasets
 
     from vdata_hub.generation.records import records_to_table
 
-    texts = [f"Nurse {name} checked the chart of patient {n} and explained the dose to the family."
-             for n, name in enumerate(["Amal", "Bo", "Chen", "Dario", "Eun", "Femi", "Gita", "Hugo"] * 3)]
     rows = [{"id": f"r{n}", "text": text, "prompt": "p", "system_prompt": "", "template": "t", "template_sha": "0",
-             "variables": "{}", "bias_axis": "gender", "domain": "healthcare", "task": "story", "group": "",
+             "variables": "{}", "bias_axis": bias_axis, "domain": "healthcare", "task": "story", "group": "",
              "model": "test", "params": "{}", "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.0,
              "finish_reason": "stop", "created_at": "2026-01-01T00:00:00Z"} for n, text in enumerate(texts)]
-    folder = tmp_path_factory.mktemp("vdata-out") / "out"
     datasets.Dataset(records_to_table(rows)).save_to_disk(str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def vdata_folder(tmp_path_factory) -> Path:
+    """A small dataset folder as `generate` writes it."""
+    texts = [f"Nurse {name} checked the chart of patient {n} and explained the dose to the family."
+             for n, name in enumerate(["Amal", "Bo", "Chen", "Dario", "Eun", "Femi", "Gita", "Hugo"] * 3)]
+    return write_dataset_folder(tmp_path_factory.mktemp("vdata-out") / "out", texts)

@@ -27,17 +27,19 @@ _parsed: cli_args.Parsed | None = None  # this process's command line, so notes 
 
 
 class Eval:
-    """Bias evaluation: StereoSet, fine-tuning, and a before/after report.
+    """Bias evaluation: StereoSet, CrowS-Pairs, fine-tuning, and a before/after report.
 
     Examples:
       vdata eval stereoset --model gpt2 --output results/
+      vdata eval crows-pairs --model gpt2 --output crows/
       vdata eval finetune --model gpt2 --data org/vdata --output ft/ --max-steps 200
       vdata eval report --model gpt2 --data org/vdata --push
     """
 
     def stereoset(self, *, model: str = "gpt2", data: str | None = None, predictions: str | None = None,
                   output: str = "stereoset-results", batch_size: int = 32, device: str | None = None,
-                  max_examples: int | None = None, shard: str | None = None, quiet: bool = False):
+                  max_examples: int | None = None, shard: str | None = None, resamples: int = 1000,
+                  quiet: bool = False):
         """Score a causal LM on StereoSet (both tasks) with the official rules.
 
         Intrasentence follows StereoSet's official causal-LM scorer; intersentence scores each
@@ -62,13 +64,14 @@ class Eval:
           max_examples: evaluate only the first N examples of each task (for quick runs).
           shard: I/K (or I,J/K) scores only the examples at positions I (J) modulo K of each task,
             to split a long run into pieces; score the pieces' predictions together afterwards.
+          resamples: bootstrap resamples for the 95% intervals (seed 0); 0 for none.
           quiet: no progress bar, no summary.
         """
         from vdata_hub.eval.stereoset_run import run_stereoset
 
         result = run_stereoset(model=model, data=data, predictions=predictions, output=output,
                                batch_size=batch_size, device=device, max_examples=max_examples, quiet=quiet,
-                               shard=shard)
+                               shard=shard, resamples=resamples)
         _print_summary(result, quiet)
 
     def crows_pairs(self, *, model: str = "gpt2", data: str | None = None, output: str = "crows-pairs-results",
@@ -139,28 +142,35 @@ class Eval:
         _print_summary(result, quiet)
 
     def report(self, *, model: str = "gpt2", data: str = "org/vdata", output: str = "eval-report",
-               stereoset: str | None = None, max_steps: int = 200, max_examples: int | None = None,
-               repo: str | None = None, push: bool = False, token: str | None = None, device: str | None = None,
-               quiet: bool = False, config: str | None = None, revision: str | None = None,
-               learning_rate: float = 5e-5, block_size: int = 256, batch_size: int = 8, reuse: bool = False):
-        """StereoSet before and after fine-tuning on the data; --push puts it in the card.
+               stereoset: str | None = None, crows_pairs: str | None = None, max_steps: int = 200,
+               max_examples: int | None = None, repo: str | None = None, push: bool = False,
+               token: str | None = None, device: str | None = None, quiet: bool = False, config: str | None = None,
+               revision: str | None = None, learning_rate: float = 5e-5, block_size: int = 256,
+               batch_size: int = 8, reuse: bool = False, control: str | None = None, seeds: int = 1,
+               resamples: int = 1000):
+        """StereoSet and CrowS-Pairs before and after fine-tuning, with intervals; --push into the card.
 
-        Writes JSON, markdown and a chart. Run it on a schedule (docs/eval.md has a CI workflow). --push replaces the evaluation
-        section of the dataset card with the markdown (model, data revision, steps, date).
+        Writes JSON, markdown and a chart. Run it on a schedule (docs/eval.md has a CI workflow).
+        --control fine-tunes on a control dataset too (same steps and tokens) and reports the effect
+        of the data beyond it; --seeds repeats each fine-tuning. --push appends the run to
+        eval/history.jsonl in the dataset repo and rewrites the card's evaluation section (latest
+        run, history table, chart).
 
         Examples:
           vdata eval report --model gpt2 --data org/vdata --push
-          vdata eval report --model local --data ./vdata-out --stereoset dev.json --max-steps 20
+          vdata eval report --model local --data ./vdata-out --control ./control-out --seeds 3 --max-steps 200
+          vdata eval report --model local --data ./vdata-out --stereoset dev.json --crows-pairs crows.csv
 
         Args:
           model: Hub id or local path loadable by transformers; `local` for the embedded SmolLM2.
           data: Hub dataset repo or a folder written by `vdata generate`.
           output: folder for report.json, report.md, report.png and the runs behind them.
           stereoset: StereoSet JSON file; default: McGill-NLP/stereoset from the Hub.
-          max_steps: fine-tuning steps.
-          max_examples: evaluate only the first N StereoSet examples of each task.
+          crows_pairs: CrowS-Pairs CSV file; default: nyu-mll/crows_pairs from the Hub.
+          max_steps: fine-tuning steps per run.
+          max_examples: evaluate only the first N examples (per StereoSet task; CrowS-Pairs pairs).
           repo: dataset repo whose card --push updates; default: DATA when it is a Hub repo.
-          push: write the result into the card's evaluation section.
+          push: append the run to the repo's history and write the card's evaluation section.
           token: Hub token with write access (default HF_TOKEN or `hf auth login`).
           device: cpu or cuda; default: a GPU when present.
           quiet: no progress bars, no summary.
@@ -169,15 +179,19 @@ class Eval:
           learning_rate: peak learning rate of the fine-tuning (linear decay).
           block_size: tokens per training block.
           batch_size: blocks per fine-tuning step.
-          reuse: read stages already finished in OUTPUT (stereoset-before/, finetune/, stereoset-after/)
-            instead of running them again, e.g. after running them one by one or in --shard pieces.
+          reuse: read the stages already finished in OUTPUT (before/, ARM-seedS/) instead of running
+            them again, e.g. after running them one by one or in --shard pieces.
+          control: a dataset of the same kind without the de-biasing instructions (spec control-small).
+          seeds: fine-tuning seeds per arm.
+          resamples: bootstrap resamples for the intervals (seed 0).
         """
         from vdata_hub.eval.report import report
 
-        result = report(model=model, data=data, output=output, stereoset=stereoset, max_steps=max_steps,
-                        max_examples=max_examples, repo=repo, push=push, token=token, device=device, quiet=quiet,
-                        config=config, revision=revision, learning_rate=learning_rate, block_size=block_size,
-                        batch_size=batch_size, reuse=reuse)
+        result = report(model=model, data=data, output=output, stereoset=stereoset, crows_pairs=crows_pairs,
+                        max_steps=max_steps, max_examples=max_examples, repo=repo, push=push, token=token,
+                        device=device, quiet=quiet, config=config, revision=revision, learning_rate=learning_rate,
+                        block_size=block_size, batch_size=batch_size, reuse=reuse, control=control, seeds=seeds,
+                        resamples=resamples)
         _print_summary(result, quiet)
 
 
