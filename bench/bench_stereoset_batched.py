@@ -58,6 +58,16 @@ def tiny_gpt2() -> str:
     return str(folder)
 
 
+def cpu_model() -> str:
+    """The processor, as /proc/cpuinfo names it (speed-ups differ between processors)."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or "unknown"
+
+
 def mean(values):
     return sum(values) / len(values)
 
@@ -84,24 +94,25 @@ def main():
     inter = [(e.context, s) for e in data["intersentence"] for s in e.sentences]
 
     def run(batched: bool):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         if batched:
             lps = intrasentence_logprobs(lm.model, lm.tokenizer, [s.text for s in intra], args.batch_size, lm.device)
             intra_scores = [math.exp(mean(lp)) for lp in lps]
         else:
             intra_scores = official_intrasentence_scores(lm.model, lm.tokenizer, [s.text for s in intra], lm.device)
-        intra_seconds = time.perf_counter() - started
+        intra_seconds, intra_cpu = time.perf_counter() - started, time.process_time() - cpu_started
         lps = intersentence_logprobs(lm.model, lm.tokenizer, [(c, s.text) for c, s in inter],
                                      args.batch_size if batched else 1, lm.device)
         inter_scores = [math.exp(mean(lp)) for lp in lps]
         scores = {s.id: v for s, v in zip(intra, intra_scores)}
         scores.update({s.id: v for (_, s), v in zip(inter, inter_scores)})
         print(f"{'batched' if batched else 'one at a time'}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        return scores, intra_seconds, time.perf_counter() - started - intra_seconds
+        cpu = (intra_cpu, time.process_time() - cpu_started - intra_cpu)
+        return scores, intra_seconds, time.perf_counter() - started - intra_seconds, cpu
 
     intrasentence_logprobs(lm.model, lm.tokenizer, [s.text for s in intra[:8]], 8, lm.device)  # warm-up
-    one_scores, one_intra, one_inter = run(False)
-    batch_scores, batch_intra, batch_inter = run(True)
+    one_scores, one_intra, one_inter, one_cpu = run(False)
+    batch_scores, batch_intra, batch_inter, batch_cpu = run(True)
 
     def max_diff(sentences):
         return max(abs(math.log(batch_scores[s.id]) - math.log(one_scores[s.id])) for s in sentences)
@@ -120,6 +131,11 @@ def main():
           f"speed-up {one_inter / batch_inter:.1f}x")
     total_one, total_batch = one_intra + one_inter, batch_intra + batch_inter
     print(f"both: {total_one:.2f} s vs {total_batch:.2f} s, speed-up {total_one / total_batch:.1f}x")
+    print(f"CPU time of this process (less sensitive to other jobs on the machine): intrasentence "
+          f"{one_cpu[0]:.2f} vs {batch_cpu[0]:.2f} s ({one_cpu[0] / batch_cpu[0]:.1f}x), intersentence "
+          f"{one_cpu[1]:.2f} vs {batch_cpu[1]:.2f} s ({one_cpu[1] / batch_cpu[1]:.1f}x), both "
+          f"{sum(one_cpu) / sum(batch_cpu):.1f}x")
+    print(f"cpu: {cpu_model()}; load average at the end {' '.join(open('/proc/loadavg').read().split()[:3])}")
     print(f"max |mean log-prob difference|: {diff:.2e} (intrasentence {max_diff(intra):.2e}, intersentence "
           f"{max_diff([s for _, s in inter]):.2e}); examples with a different decision: {len(differing)}; "
           f"identical results.json: {same_results}")
