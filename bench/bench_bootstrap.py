@@ -12,10 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-from vdata_hub.eval import crows_pairs_run
-from vdata_hub.eval.crows_pairs_data import load_crows_pairs
-from vdata_hub.eval.scoring import confidence_intervals
-from vdata_hub.eval.stereoset_data import load_stereoset
+# This checkout's code, not a copy installed by `pip install .` from an older checkout (bench/ is
+# sys.path[0] when a script runs, so an installed vdata_hub would otherwise win).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vdata_hub.eval import crows_pairs_run  # noqa: E402
+from vdata_hub.eval.crows_pairs_data import load_crows_pairs  # noqa: E402
+from vdata_hub.eval.scoring import confidence_intervals  # noqa: E402
+from vdata_hub.eval.stereoset_data import load_stereoset  # noqa: E402
 
 TEST_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 

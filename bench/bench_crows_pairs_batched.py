@@ -15,13 +15,16 @@ import sys
 import time
 from pathlib import Path
 
-from vdata_hub.eval.crows_pairs_data import load_crows_pairs
-from vdata_hub.eval.crows_pairs_run import evaluate_pairs
-from vdata_hub.eval.likelihood import intrasentence_logprobs, official_intrasentence_scores
-from vdata_hub.eval.models import load_model
+# This checkout's code, not a copy installed by `pip install .` from an older checkout (bench/ is
+# sys.path[0] when a script runs, so an installed vdata_hub would otherwise win).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_stereoset_batched import TEST_DATA, tiny_gpt2  # noqa: E402
+from vdata_hub.eval.crows_pairs_data import load_crows_pairs  # noqa: E402
+from vdata_hub.eval.crows_pairs_run import evaluate_pairs  # noqa: E402
+from vdata_hub.eval.likelihood import intrasentence_logprobs, official_intrasentence_scores  # noqa: E402
+from vdata_hub.eval.models import load_model  # noqa: E402
+
+from bench_stereoset_batched import TEST_DATA, code_version, cpu_model, tiny_gpt2  # noqa: E402
 
 
 def main():
@@ -65,6 +68,8 @@ def main():
     print(f"model: {args.model} on {lm.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{len(pairs)} pairs, {len(sentences)} sentences ({len(distinct)} distinct); batch size {args.batch_size}")
     print(f"one sentence a pass {one_a_pass:.2f} s, batched {batched:.2f} s, speed-up {one_a_pass / batched:.1f}x")
+    print(f"code: {code_version()}; cpu: {cpu_model()}; load average at the end "
+          f"{' '.join(open('/proc/loadavg').read().split()[:3])}")
     print(f"max |mean log-prob difference|: {diff:.2e}; pairs with a different decision: {differing}; "
           f"identical results: {evaluate_pairs(rows(reference)) == evaluate_pairs(rows(batched_scores))}")
 

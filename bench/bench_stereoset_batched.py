@@ -23,11 +23,15 @@ import sys
 import time
 from pathlib import Path
 
-from vdata_hub.eval.likelihood import (intersentence_logprobs, intrasentence_logprobs,
+# This checkout's code, not a copy installed by `pip install .` from an older checkout (bench/ is
+# sys.path[0] when a script runs, so an installed vdata_hub would otherwise win).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vdata_hub.eval.likelihood import (intersentence_logprobs, intrasentence_logprobs,  # noqa: E402
                                        official_intrasentence_scores)
-from vdata_hub.eval.models import load_model
-from vdata_hub.eval.scoring import decide, evaluate_results
-from vdata_hub.eval.stereoset_data import load_stereoset
+from vdata_hub.eval.models import load_model  # noqa: E402
+from vdata_hub.eval.scoring import decide, evaluate_results  # noqa: E402
+from vdata_hub.eval.stereoset_data import load_stereoset  # noqa: E402
 
 TEST_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 DEFAULT_DATA = TEST_DATA / "stereoset" / "dev-subset.json"  # the dev set's first 100 examples per task
@@ -56,6 +60,19 @@ def tiny_gpt2() -> str:
     GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def code_version() -> str:
+    """Which vdata_hub the run used: its folder and the checkout's commit (a stale installed copy
+    gives different figures from the code in the checkout)."""
+    import subprocess
+
+    import vdata_hub.eval.likelihood as likelihood
+
+    folder = Path(likelihood.__file__).resolve().parent
+    described = subprocess.run(["git", "-C", str(folder), "describe", "--always", "--dirty"], capture_output=True,
+                               text=True).stdout.strip()
+    return f"{folder} (git {described or 'unknown'})"
 
 
 def cpu_model() -> str:
@@ -135,6 +152,7 @@ def main():
           f"{one_cpu[0]:.2f} vs {batch_cpu[0]:.2f} s ({one_cpu[0] / batch_cpu[0]:.1f}x), intersentence "
           f"{one_cpu[1]:.2f} vs {batch_cpu[1]:.2f} s ({one_cpu[1] / batch_cpu[1]:.1f}x), both "
           f"{sum(one_cpu) / sum(batch_cpu):.1f}x")
+    print(f"code: {code_version()}")
     print(f"cpu: {cpu_model()}; load average at the end {' '.join(open('/proc/loadavg').read().split()[:3])}")
     print(f"max |mean log-prob difference|: {diff:.2e} (intrasentence {max_diff(intra):.2e}, intersentence "
           f"{max_diff([s for _, s in inter]):.2e}); examples with a different decision: {len(differing)}; "

@@ -123,7 +123,8 @@ def test_report_with_a_control_arm_and_seeds(report_run):
     assert crows["count"] == 6 and "effect_verdict" in crows
     assert measure(report, "stereoset", ["intersentence", "overall"], "LM Score")["after"] is not None
     markdown = (report_run / "report.md").read_text()
-    assert "effect of the data beyond the control" in markdown and "| StereoSet both tasks overall SS | 12 |" in markdown
+    assert "effect of the data beyond the control" in markdown
+    assert "| StereoSet both tasks overall SS | 12 |" in markdown
     assert "Held-out perplexity, control arm" in markdown and "| CrowS-Pairs overall metric | 6 |" in markdown
     assert (report_run / "report.png").read_bytes()[:4] == b"\x89PNG"
 
