@@ -13,11 +13,9 @@ import re
 from pathlib import Path
 
 from vdata_hub.eval.bootstrap import format_score
+from vdata_hub.repo.card import EVAL_END, EVAL_START
+from vdata_hub.repo.layout import CARD_FILE, EVAL_HISTORY, EVAL_HISTORY_CHART
 
-EVAL_START = "<!-- vdata-eval:start -->"
-EVAL_END = "<!-- vdata-eval:end -->"
-HISTORY_FILE = "eval/history.jsonl"
-HISTORY_CHART = "eval/history.png"
 # (row key, benchmark, result cell, score): the numbers each history row keeps.
 HEADLINES = (("stereoset_ss", "stereoset", ["overall"], "SS Score"),
              ("stereoset_lms", "stereoset", ["overall"], "LM Score"),
@@ -81,9 +79,9 @@ def history_table(rows: list[dict]) -> str:
 def card_section(latest_markdown: str, rows: list[dict]) -> str:
     """The evaluation section: the latest run, the history table and the chart."""
     return "\n".join([latest_markdown.strip(), "", "### History of the evaluation", "",
-                      f"Every `vdata eval report --push` adds a row to `{HISTORY_FILE}`. Changes in brackets: "
+                      f"Every `vdata eval report --push` adds a row to `{EVAL_HISTORY}`. Changes in brackets: "
                       "after - before with its 95% interval.", "", history_table(rows), "",
-                      f"![StereoSet SS and CrowS-Pairs over dataset revisions]({HISTORY_CHART})"])
+                      f"![StereoSet SS and CrowS-Pairs over dataset revisions]({EVAL_HISTORY_CHART})"])
 
 
 def replace_eval_section(card: str, section: str) -> str:
@@ -129,15 +127,15 @@ def push_history(repo: str, payload: dict, markdown: str, token: str | None = No
     hf_api = api(token)
     with errors(repo, token, "updating the evaluation history"):
         head = hf_api.repo_info(repo, repo_type="dataset").sha
-        card = _read_text(repo, "README.md", head, token) or ""
-        old = _read_text(repo, HISTORY_FILE, head, token) or ""
+        card = _read_text(repo, CARD_FILE, head, token) or ""
+        old = _read_text(repo, EVAL_HISTORY, head, token) or ""
         rows = [json.loads(line) for line in old.splitlines() if line.strip()] + [history_row(payload)]
         chart = io.BytesIO()
         history_chart(rows, chart)
         operations = [
-            CommitOperationAdd("README.md", replace_eval_section(card, card_section(markdown, rows)).encode()),
-            CommitOperationAdd(HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in rows).encode()),
-            CommitOperationAdd(HISTORY_CHART, chart.getvalue())]
+            CommitOperationAdd(CARD_FILE, replace_eval_section(card, card_section(markdown, rows)).encode()),
+            CommitOperationAdd(EVAL_HISTORY, "".join(json.dumps(r) + "\n" for r in rows).encode()),
+            CommitOperationAdd(EVAL_HISTORY_CHART, chart.getvalue())]
         commit = hf_api.create_commit(repo, repo_type="dataset", operations=operations, parent_commit=head,
                                       commit_message="Update the bias evaluation and its history (vdata eval report)")
     return commit.commit_url

@@ -31,8 +31,9 @@ from vdata_hub.resources import CARD_DIR
 
 EVAL_START = "<!-- vdata-eval:start -->"
 EVAL_END = "<!-- vdata-eval:end -->"
-EVAL_PLACEHOLDER = ("No evaluation yet. `vdata eval report --push` fine-tunes a small model on this data, "
-                    "scores StereoSet before and after, and writes the results here.")
+EVAL_PLACEHOLDER = ("No evaluation yet. `vdata eval report --push` fine-tunes a small model on this data "
+                    "(and on a control), scores StereoSet and CrowS-Pairs before and after, and writes the "
+                    "results and their history here.")
 STORAGE_MARK = "vdata-storage"
 LICENSE = DATASET_LICENSE
 NO_BALANCE = "No rows yet: the balance statistics appear here once contributions are merged."

@@ -13,6 +13,7 @@
     index/<run name>.vdx                                     a run of the duplicate index (repo.index_format;
                                                              written by review --merge and `vdata reindex`)
     README.md                                                the dataset card (configs: default + one per axis)
+    eval/history.jsonl, eval/history.png                     one row per `vdata eval report --push`, and its chart
 
 Older repos also hold data/<axis>/<contribution_id>.parquet and contributions/<contribution_id>.json:
 both are still read (and compacted). The scheme keeps every folder under the Hub's 10,000 entries:
@@ -36,6 +37,8 @@ COMPACTIONS_DIR = "compactions"
 ARCHIVE_DIR = "archive"
 INDEX_DIR = "index"
 CARD_FILE = "README.md"
+EVAL_HISTORY = "eval/history.jsonl"
+EVAL_HISTORY_CHART = "eval/history.png"
 AXIS_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"  # a bias axis is a folder name on the Hub
 CONTRIBUTION_ID_PATTERN = r"[0-9a-f]{16}"
 DATE_PATTERN = r"[0-9]{8}"  # YYYYMMDD
