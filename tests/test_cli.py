@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["generate", "estimate", "contribute", "review", "reindex", "card", "init-repo", "pull", "stats", "eval"]
-EVAL_COMMANDS = ["stereoset", "finetune", "report"]
+EVAL_COMMANDS = ["stereoset", "crows-pairs", "finetune", "report"]
 
 
 def vdata(*args, cwd, env=None):
@@ -34,7 +34,7 @@ def test_top_level_help_lists_every_command_with_a_summary(tmp_path):
     assert vdata(cwd=tmp_path).stdout == shown.stdout  # no command: the same listing
 
 
-@pytest.mark.parametrize("command", ["generate", "pull", "eval report"])
+@pytest.mark.parametrize("command", ["generate", "pull", "eval report", "eval crows-pairs"])
 def test_command_help_shows_options_with_defaults_and_examples(tmp_path, command):
     shown = vdata(*command.split(), "--help", cwd=tmp_path)
     assert shown.returncode == 0 and shown.stderr == ""
@@ -44,7 +44,9 @@ def test_command_help_shows_options_with_defaults_and_examples(tmp_path, command
     assert "--help" in options and len(options) >= 4
     defaults = {"generate": ["OUT ", "(default: vdata-out)", "-n, --num-records N", "-k, --apikey, --api-key"],
                 "pull": ["--timeout NUMBER", "(default: 600)", "-j (json), -t (text)", "--sql [SQL]"],
-                "eval report": ["--max-steps N", "(default: 200)", "--learning-rate NUMBER"]}[command]
+                "eval report": ["--max-steps N", "(default: 200)", "--learning-rate NUMBER", "--control CONTROL",
+                                "--seeds N", "--resamples N"],
+                "eval crows-pairs": ["--bias-type BIAS_TYPE", "--resamples N", "(default: 1000)"]}[command]
     for expected in defaults:
         assert expected in text, expected
 
@@ -65,6 +67,20 @@ def test_mistyped_flag_fails_before_anything_runs(tmp_path):
     assert extra.returncode == 2 and "unexpected argument 'more'" in extra.stderr
     unknown = vdata("genrate", cwd=tmp_path)
     assert unknown.returncode == 2 and "did you mean `vdata generate`?" in unknown.stderr
+    assert not out.exists()
+
+
+def test_mistyped_eval_flags_fail_before_anything_runs(tmp_path):
+    """No model is loaded and no folder written: the eval commands are checked like the others."""
+    out = tmp_path / "out"
+    close = vdata("eval", "crows-pairs", "--bias-typ", "gender", "--output", out, cwd=tmp_path)
+    assert close.returncode == 2 and close.stdout == "" and "did you mean --bias-type?" in close.stderr
+    seeds = vdata("eval", "report", "--seeds", "two", "--output", out, cwd=tmp_path)
+    assert seeds.returncode == 2 and "--seeds expects a whole number, not 'two'" in seeds.stderr
+    resamples = vdata("eval", "stereoset", "--resamples", "1e3", "--output", out, cwd=tmp_path)
+    assert resamples.returncode == 2 and "--resamples expects a whole number" in resamples.stderr
+    unknown = vdata("eval", "crows", cwd=tmp_path)
+    assert unknown.returncode == 2 and "crows-pairs" in unknown.stderr
     assert not out.exists()
 
 
