@@ -147,12 +147,14 @@ def errors(repo: str | None = None, token: str | None = None, action: str = "", 
     except VdataError:
         raise
     except Exception as exc:
-        from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, LocalTokenNotFoundError
 
         cause = exc  # uploads wrap the HTTP error: "Error while uploading 'x' to the Hub."
         while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
             action = f"{action} ({_redact(str(cause), token)})" if cause is exc else action
             cause = cause.__cause__
+        if isinstance(cause, LocalEntryNotFoundError) and isinstance(cause.__cause__, HfHubHTTPError):
+            cause = cause.__cause__  # a download whose HEAD failed (a 5xx) and that had no cached copy
         if isinstance(cause, (HfHubHTTPError, LocalTokenNotFoundError)) or network_cause(exc) is not None:
             raise translate(cause, repo, token, action, revision) from None
         raise
