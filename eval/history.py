@@ -105,14 +105,15 @@ def _front_matter_end(card: str) -> int:
     return match.end() if match else 0
 
 
-def _read_text(repo: str, path: str, revision: str, token: str | None) -> str | None:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+def _read_text(hf_api, repo: str, path: str, revision: str) -> str | None:
+    """The file's text at `revision`; None when the repo has no such file yet (a first run). Any
+    other failure, an unreachable Hub included, is raised for hub.errors to translate."""
+    from huggingface_hub.errors import RemoteEntryNotFoundError
 
     try:
-        return Path(hf_hub_download(repo, path, repo_type="dataset", revision=revision, token=token)).read_text(
+        return Path(hf_api.hf_hub_download(repo, path, repo_type="dataset", revision=revision)).read_text(
             encoding="utf-8")
-    except EntryNotFoundError:
+    except RemoteEntryNotFoundError:
         return None
 
 
@@ -122,13 +123,13 @@ def push_history(repo: str, payload: dict, markdown: str, token: str | None = No
     from huggingface_hub import CommitOperationAdd
 
     from vdata_hub.eval.charts import history_chart
-    from vdata_hub.hub import api, errors
+    from vdata_hub import hub
 
-    hf_api = api(token)
-    with errors(repo, token, "updating the evaluation history"):
-        head = hf_api.repo_info(repo, repo_type="dataset").sha
-        card = _read_text(repo, CARD_FILE, head, token) or ""
-        old = _read_text(repo, EVAL_HISTORY, head, token) or ""
+    hf_api = hub.api(token)
+    with hub.errors(repo, token, "updating the evaluation history"):
+        head = hub.main_sha(hf_api, repo, token)
+        card = _read_text(hf_api, repo, CARD_FILE, head) or ""
+        old = _read_text(hf_api, repo, EVAL_HISTORY, head) or ""
         rows = [json.loads(line) for line in old.splitlines() if line.strip()] + [history_row(payload)]
         chart = io.BytesIO()
         history_chart(rows, chart)

@@ -26,7 +26,7 @@ def test_finetune_a_few_steps_then_resume(tiny_gpt2, vdata_folder, tmp_path):
 
     out = tmp_path / "ft"
     options = {"model": str(tiny_gpt2), "data": str(vdata_folder), "output": str(out), "block_size": 16,
-               "batch_size": 2, "learning_rate": 1e-3, "device": "cpu", "quiet": True, "eval_fraction": 0.2}
+               "batch_size": 2, "learning_rate": 1e-3, "device": "cpu", "eval_fraction": 0.2}
     first = finetune(max_steps=2, save_steps=1, **options)
     assert first.steps == 2 and first.resumed_from is None
     assert first.eval_texts == 5 and first.train_blocks > first.eval_blocks > 0
@@ -195,6 +195,26 @@ def test_push_without_write_access_is_refused(hub, report_run, card_repo):
         push_history(card_repo, report, "x", token=hub.bob_token)
 
 
+def test_a_failed_read_of_the_history_stops_the_push(hub, report_run, card_repo):
+    """Only a missing eval/history.jsonl means a first run: a Hub error while reading it must not
+    restart the history from this run's row."""
+    from huggingface_hub import HfApi
+
+    from vdata_hub.errors import HubError
+    from vdata_hub.eval.history import push_history
+
+    report = json.loads((report_run / "report.json").read_text())
+    api = HfApi(endpoint=hub.endpoint, token=hub.token)
+    head = api.dataset_info(card_repo).sha
+    hub.fail_next("*", r"eval/history\.jsonl", status=500, count=50)
+    try:
+        with pytest.raises(HubError, match=r"updating the evaluation history \(500"):
+            push_history(card_repo, report, "x", token=hub.token)
+    finally:
+        hub.clear_faults()
+    assert api.dataset_info(card_repo).sha == head
+
+
 def test_texts_from_a_hub_dataset_repo_and_its_revision(hub, vdata_folder, tmp_path):
     """The Hub layout of the contribute command: Parquet shards per bias axis, a config per axis."""
     import datasets
@@ -229,7 +249,7 @@ def test_embedded_smollm2_scores_stereoset(stereoset_dev, tmp_path):
     from vdata_hub.eval.stereoset_run import run_stereoset
 
     result = run_stereoset(model="local", data=str(stereoset_dev), output=str(tmp_path), max_examples=4,
-                           device="cpu", quiet=True)
+                           device="cpu")
     assert result.meta["start_token"] == "<|endoftext|>"
     assert result.results["intrasentence"]["overall"]["Count"] == 4
     # a real model tells meaningful sentences from unrelated ones far above chance (50)
