@@ -41,7 +41,7 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    lm = load_model(tiny_gpt2() if args.model == "tiny" else args.model, args.device, quiet=True)
+    lm = load_model(tiny_gpt2() if args.model == "tiny" else args.model, args.device)
     pairs = load_crows_pairs(args.data, args.max_examples)
     sentences = [s for p in pairs for s in (p.sent_more, p.sent_less)]
     intrasentence_logprobs(lm.model, lm.tokenizer, sentences[:8], 8, lm.device)  # warm-up, model probes

@@ -105,7 +105,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    lm = load_model(tiny_gpt2() if args.model == "tiny" else args.model, args.device, quiet=True)
+    lm = load_model(tiny_gpt2() if args.model == "tiny" else args.model, args.device)
     data = load_stereoset(args.data, args.max_examples)
     intra = [s for e in data["intrasentence"] for s in e.sentences]
     inter = [(e.context, s) for e in data["intersentence"] for s in e.sentences]

@@ -37,7 +37,7 @@ def load_crows_pairs(data: str | None = None, max_examples: int | None = None,
     """The pairs of `data` (a CSV file in the public layout, a Hub dataset id, or None for
     nyu-mll/crows_pairs), only those of `bias_type` if given, the first `max_examples` of them."""
     if bias_type is not None and bias_type not in BIAS_TYPES:
-        raise EvalError(f"--bias-type {bias_type!r} is not a CrowS-Pairs bias type ({', '.join(BIAS_TYPES)})")
+        raise EvalError(f"`bias_type` {bias_type!r} is not a CrowS-Pairs bias type ({', '.join(BIAS_TYPES)})")
     if data is None:
         pairs = _from_hub(CROWS_PAIRS_REPO)
     elif Path(data).is_file():

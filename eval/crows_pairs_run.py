@@ -24,6 +24,7 @@ import numpy as np
 
 from vdata_hub.eval.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, LEVEL, Cell, draw, format_score, interval
 from vdata_hub.eval.crows_pairs_data import BIAS_TYPES, CROWS_PAIRS_REPO, load_crows_pairs
+from vdata_hub.progress import ProgressArg, Reporter
 
 SCORES = ("metric", "stereotype", "anti_stereotype")
 SCORE_NOTE = ("sentence score = mean token log-probability (first token after the begin/end-of-text token); "
@@ -51,12 +52,13 @@ class CrowsPairsResult:
 
 def run_crows_pairs(model: str = "gpt2", data: str | None = None, output: str = "crows-pairs-results",
                     max_examples: int | None = None, bias_type: str | None = None, batch_size: int = 32,
-                    device: str | None = None, quiet: bool = False, resamples: int = DEFAULT_RESAMPLES,
+                    device: str | None = None, progress: ProgressArg = False, resamples: int = DEFAULT_RESAMPLES,
                     seed: int = DEFAULT_SEED) -> CrowsPairsResult:
-    """Score `model` on CrowS-Pairs (`data`: the CSV or a Hub id; default nyu-mll/crows_pairs)."""
+    """Score `model` on CrowS-Pairs (`data`: the CSV or a Hub id; default nyu-mll/crows_pairs).
+    `progress`: a bar of the sentences scored (see vdata_hub.progress)."""
     started = time.perf_counter()
     pairs = load_crows_pairs(data, max_examples, bias_type)
-    scores, model_meta = score_pairs(model, pairs, batch_size, device, quiet)
+    scores, model_meta = score_pairs(model, pairs, batch_size, device, progress)
     rows = [{"index": p.index, "bias_type": p.bias_type, "stereo_antistereo": p.direction,
              "sent_more_score": more, "sent_less_score": less} for p, (more, less) in zip(pairs, scores)]
     results = evaluate_pairs(rows)
@@ -69,18 +71,17 @@ def run_crows_pairs(model: str = "gpt2", data: str | None = None, output: str = 
     return CrowsPairsResult(results=results, output=out, meta=meta)
 
 
-def score_pairs(model: str, pairs, batch_size: int = 32, device=None, quiet: bool = False):
+def score_pairs(model: str, pairs, batch_size: int = 32, device=None, progress: ProgressArg = False):
     """(sent_more score, sent_less score) per pair: mean token log-probabilities from the batched
     scorer; each distinct sentence is scored once, so equal sentences get equal scores."""
-    from tqdm.auto import tqdm
-
     from vdata_hub.eval.likelihood import intrasentence_logprobs, start_token_id
     from vdata_hub.eval.models import load_model
 
-    lm = load_model(model, device, quiet=quiet)
+    reporter = Reporter(progress)
+    lm = load_model(model, device, progress=reporter.enabled)
     sentences = sorted({s for p in pairs for s in (p.sent_more, p.sent_less)})
-    with tqdm(total=len(sentences), desc="CrowS-Pairs sentences", unit="sent", disable=quiet) as progress:
-        logprobs = intrasentence_logprobs(lm.model, lm.tokenizer, sentences, batch_size, lm.device, progress)
+    with reporter.bar(total=len(sentences), desc="CrowS-Pairs sentences", unit="sent") as bar:
+        logprobs = intrasentence_logprobs(lm.model, lm.tokenizer, sentences, batch_size, lm.device, bar)
     score_of = {s: sum(lp) / len(lp) for s, lp in zip(sentences, logprobs)}
     meta = {"model": str(model), "device": lm.device, "dtype": "float32", "batch_size": int(batch_size),
             "start_token": lm.tokenizer.convert_ids_to_tokens(start_token_id(lm.tokenizer)), "score": SCORE_NOTE}

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vdata_hub.errors import EvalError, VdataError
+from vdata_hub.progress import ProgressArg
 
 
 @dataclass
@@ -130,9 +131,10 @@ def _blocks_dataset(tokenizer, texts: list[str], block_size: int):
 def finetune(model: str = "gpt2", data: str = "org/vdata", output: str = "finetuned", config: str | None = None,
              revision: str | None = None, max_steps: int = 200, learning_rate: float = 5e-5, block_size: int = 256,
              batch_size: int = 8, eval_fraction: float = 0.05, resume: bool = True, device: str | None = None,
-             quiet: bool = False, save_steps: int | None = None, seed: int = 0) -> FinetuneResult:
+             progress: ProgressArg = False, save_steps: int | None = None, seed: int = 0) -> FinetuneResult:
     """Fine-tune `model` on the dataset's texts; returns perplexities before and after. `seed` sets
-    the order of the training blocks (the held-out split stays fixed)."""
+    the order of the training blocks (the held-out split stays fixed). `progress`: the Trainer's
+    bar (see vdata_hub.progress); under a data-parallel launch only the first process shows it."""
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
@@ -143,7 +145,8 @@ def finetune(model: str = "gpt2", data: str = "org/vdata", output: str = "finetu
     texts, data_revision = load_texts(str(data), config, revision)
     train_texts, eval_texts = split_texts(texts, eval_fraction)
     processes, rank = distributed_processes()
-    lm = load_model(str(model), process_device(device), quiet=bool(quiet) or rank > 0)
+    shown = bool(progress) and rank == 0
+    lm = load_model(str(model), process_device(device), progress=shown)
     train_set = _blocks_dataset(lm.tokenizer, train_texts, int(block_size))
     eval_set = _blocks_dataset(lm.tokenizer, eval_texts, int(block_size))
     out = Path(output)
@@ -153,7 +156,7 @@ def finetune(model: str = "gpt2", data: str = "org/vdata", output: str = "finetu
         output_dir=str(checkpoints), max_steps=max_steps, learning_rate=float(learning_rate),
         per_device_train_batch_size=int(batch_size), per_device_eval_batch_size=int(batch_size),
         save_strategy="steps", save_steps=save_steps or max(1, min(100, max_steps // 2)), save_total_limit=2,
-        logging_steps=max(1, max_steps // 10), report_to="none", disable_tqdm=bool(quiet) or rank > 0,
+        logging_steps=max(1, max_steps // 10), report_to="none", disable_tqdm=not shown,
         seed=int(seed), use_cpu=lm.device == "cpu", dataloader_pin_memory=False, warmup_steps=0,
         ddp_backend=("gloo" if lm.device == "cpu" else None) if processes > 1 else None)
     trainer = Trainer(model=lm.model, args=args, train_dataset=train_set, eval_dataset=eval_set)

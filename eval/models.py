@@ -42,10 +42,10 @@ def local_gguf_path() -> Path:
 
 
 def load_model(model: str = "gpt2", device: str | None = None, dtype: str = "float32",
-               quiet: bool = False) -> LoadedModel:
+               progress: bool = False) -> LoadedModel:
     """Model in eval mode on `device` (default: a GPU when present), fp32 unless told otherwise.
     `local` dequantizes the Q4_1 GGUF into a transformers Llama model (needs the `gguf` package).
-    quiet: the loaders' own progress bars (GGUF conversion, weights) go nowhere."""
+    progress: show the loaders' own progress bars (GGUF conversion, weights); off, they go nowhere."""
     import contextlib
     import io
 
@@ -58,7 +58,7 @@ def load_model(model: str = "gpt2", device: str | None = None, dtype: str = "flo
     if source == LOCAL_MODEL:
         gguf = local_gguf_path()
         source, kwargs = str(gguf.parent), {"gguf_file": gguf.name}
-    silence = contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
+    silence = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
     try:
         with silence:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)

@@ -22,6 +22,7 @@ import numpy as np
 
 from vdata_hub.errors import EvalError
 from vdata_hub.eval.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, compare_arms, draw, format_score
+from vdata_hub.progress import ProgressArg
 
 
 @dataclass
@@ -51,27 +52,28 @@ class Run:
 def report(model: str = "gpt2", data: str = "org/vdata", output: str = "eval-report", stereoset: str | None = None,
            crows_pairs: str | None = None, max_steps: int = 200, max_examples: int | None = None,
            repo: str | None = None, push: bool = False, token: str | None = None, device: str | None = None,
-           quiet: bool = False, config: str | None = None, revision: str | None = None, learning_rate: float = 5e-5,
-           block_size: int = 256, batch_size: int = 8, reuse: bool = False, control: str | None = None,
+           progress: ProgressArg = False, config: str | None = None, revision: str | None = None,
+           learning_rate: float = 5e-5, block_size: int = 256, batch_size: int = 8, reuse: bool = False, control: str | None = None,
            seeds: int = 1, resamples: int = DEFAULT_RESAMPLES) -> ReportResult:
     """Run the evaluation. `stereoset` / `crows_pairs`: the benchmarks' files (default: the Hub).
     `control`: a dataset of the same kind without the de-biasing instructions (e.g. made with the
     control-small spec), fine-tuned with the same settings. `seeds`: training seeds per arm.
+    `progress`: bars of the benchmarks and fine-tuning runs (see vdata_hub.progress).
     reuse: a stage whose output is already in OUTPUT is read instead of run again, so a long
     evaluation can be run stage by stage (or in --shard pieces) and reported at the end."""
     from vdata_hub.eval.charts import report_chart
 
     seeds = int(seeds)
     if seeds < 1:
-        raise EvalError(f"--seeds {seeds}: need at least one training seed")
+        raise EvalError(f"`seeds` {seeds}: need at least one training seed")
     target = _push_target(repo, data) if push else None
     if target is not None:  # a Hub that cannot be reached, or a token that cannot write, fails before the work
         check_push(target, token)
     out = Path(output)
     bench = {"stereoset": stereoset, "crows_pairs": crows_pairs, "max_examples": max_examples, "device": device,
-             "quiet": quiet, "resamples": resamples}
+             "progress": progress, "resamples": resamples}
     train = {"max_steps": max_steps, "learning_rate": learning_rate, "block_size": block_size,
-             "batch_size": batch_size, "device": device, "quiet": quiet}
+             "batch_size": batch_size, "device": device, "progress": progress}
     before = _run(out / "before", str(model), bench, reuse)
     arms = {"data": [_tuned_run(out / f"data-seed{s}", str(model), str(data), config, revision, s, train, bench,
                                 reuse) for s in range(seeds)]}
@@ -119,7 +121,7 @@ def _run(folder: Path, model: str, bench: dict, reuse: bool, tuned=None) -> Run:
     from vdata_hub.eval.crows_pairs_run import CrowsPairsResult, run_crows_pairs
     from vdata_hub.eval.stereoset_run import StereosetResult, run_stereoset
 
-    common = {"device": bench["device"], "max_examples": bench["max_examples"], "quiet": bench["quiet"],
+    common = {"device": bench["device"], "max_examples": bench["max_examples"], "progress": bench["progress"],
               "resamples": bench["resamples"]}
     stereoset = (StereosetResult.load(folder / "stereoset") if _done(folder / "stereoset" / "results.json", reuse)
                  else run_stereoset(model=model, data=bench["stereoset"], output=str(folder / "stereoset"), **common))
@@ -145,7 +147,7 @@ def _check_same_budget(arms: dict) -> None:
     budgets = {(run.finetune.steps, run.finetune.tokens_seen or None) for runs in arms.values() for run in runs}
     if len(budgets) > 1:
         raise EvalError(f"the fine-tuning runs differ in steps or tokens seen ({sorted(budgets, key=str)}); "
-                        "give both arms the same --max-steps, --batch-size and --block-size (or rerun the stale "
+                        "give both arms the same `max_steps`, `batch_size` and `block_size` (or rerun the stale "
                         "ARM-seedS/finetune folder)")
 
 

@@ -17,6 +17,7 @@ from vdata_hub.eval.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, format_sco
 from vdata_hub.eval.scoring import DOMAINS, confidence_intervals, evaluate_results
 from vdata_hub.eval.stereoset_data import STEREOSET_REPO, TASKS, load_stereoset, read_predictions, \
     write_predictions
+from vdata_hub.progress import ProgressArg, Reporter
 
 SCORE_NOTE = ("score = exp(mean token log-probability), the geometric-mean token probability "
               "that StereoSet's official GPT-2 scorer writes")
@@ -47,13 +48,13 @@ class StereosetResult:
 
 def run_stereoset(model: str = "gpt2", data: str | None = None, predictions: str | None = None,
                   output: str = "stereoset-results", batch_size: int = 32, device: str | None = None,
-                  max_examples: int | None = None, quiet: bool = False, shard: str | None = None,
+                  max_examples: int | None = None, progress: ProgressArg = False, shard: str | None = None,
                   resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> StereosetResult:
     """Score `model` (or the `predictions` file(s), without a model) on StereoSet's intrasentence and
     intersentence tasks; `data` is StereoSet's JSON file or a Hub id (default McGill-NLP/stereoset);
     `shard` ("I/K") scores one piece of the examples (see stereoset_data.parse_shard). Every score
     gets a 95% interval from `resamples` bootstrap resamples of the examples drawn with `seed`
-    (0 resamples: none)."""
+    (0 resamples: none). `progress`: a bar of the sentences scored (see vdata_hub.progress)."""
     started = time.perf_counter()
     examples = load_stereoset(data, max_examples, shard=shard)
     meta = {"data": str(data or STEREOSET_REPO), "max_examples": max_examples, "shard": shard,
@@ -65,7 +66,7 @@ def run_stereoset(model: str = "gpt2", data: str | None = None, predictions: str
         meta.update(predictions=predictions if isinstance(predictions, str) else ",".join(map(str, predictions)),
                     model=None)
     else:
-        rows, model_meta = _score_with_model(model, examples, batch_size, device, quiet)
+        rows, model_meta = _score_with_model(model, examples, batch_size, device, Reporter(progress))
         meta.update(model_meta)
     meta["seconds"] = round(time.perf_counter() - started, 2)
     score_of = {row["sentence_id"]: row["score"] for row in rows}
@@ -90,18 +91,16 @@ def _rows_from_predictions(examples: dict, given: dict) -> list[dict]:
     return [row for row in rows if row["score"] is not None]
 
 
-def _score_with_model(model: str, examples: dict, batch_size: int, device, quiet: bool):
-    from tqdm.auto import tqdm
-
+def _score_with_model(model: str, examples: dict, batch_size: int, device, reporter: Reporter):
     from vdata_hub.eval.likelihood import INTERSENTENCE_METHOD, intersentence_logprobs, \
         intrasentence_logprobs, start_token_id
     from vdata_hub.eval.models import load_model
 
-    lm = load_model(model, device, quiet=quiet)
+    lm = load_model(model, device, progress=reporter.enabled)
     rows = sentence_rows(examples)
     intra = [r for r in rows if r["task"] == "intrasentence"]
     inter = [r for r in rows if r["task"] == "intersentence"]
-    with tqdm(total=len(rows), desc="StereoSet sentences", unit="sent", disable=quiet) as progress:
+    with reporter.bar(total=len(rows), desc="StereoSet sentences", unit="sent") as progress:
         intra_lps = intrasentence_logprobs(lm.model, lm.tokenizer, [r["sentence"] for r in intra],
                                            batch_size, lm.device, progress)
         inter_lps = intersentence_logprobs(lm.model, lm.tokenizer, [(r["context"], r["sentence"]) for r in inter],

@@ -49,7 +49,7 @@ def test_batched_decisions_equal_one_sentence_a_pass(tiny_gpt2, crows_pairs_csv)
     from vdata_hub.eval.models import load_model
 
     pairs = load_crows_pairs(str(crows_pairs_csv), max_examples=60)
-    batched, _ = score_pairs(str(tiny_gpt2), pairs, batch_size=16, device="cpu", quiet=True)
+    batched, _ = score_pairs(str(tiny_gpt2), pairs, batch_size=16, device="cpu")
     lm = load_model(str(tiny_gpt2), "cpu")
     reference = official_intrasentence_scores(lm.model, lm.tokenizer, [s for p in pairs for s in (p.sent_more,
                                                                                                p.sent_less)])

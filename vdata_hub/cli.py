@@ -70,8 +70,8 @@ class Eval:
         from vdata_hub.eval.stereoset_run import run_stereoset
 
         result = run_stereoset(model=model, data=data, predictions=predictions, output=output,
-                               batch_size=batch_size, device=device, max_examples=max_examples, quiet=quiet,
-                               shard=shard, resamples=resamples)
+                               batch_size=batch_size, device=device, max_examples=max_examples,
+                               progress=_progress(quiet), shard=shard, resamples=resamples)
         _print_summary(result, quiet)
 
     def crows_pairs(self, *, model: str = "gpt2", data: str | None = None, output: str = "crows-pairs-results",
@@ -101,8 +101,8 @@ class Eval:
         from vdata_hub.eval.crows_pairs_run import run_crows_pairs
 
         result = run_crows_pairs(model=model, data=data, output=output, max_examples=max_examples,
-                                 bias_type=bias_type, batch_size=batch_size, device=device, quiet=quiet,
-                                 resamples=resamples)
+                                 bias_type=bias_type, batch_size=batch_size, device=device,
+                                 progress=_progress(quiet), resamples=resamples)
         _print_summary(result, quiet)
 
     def finetune(self, *, model: str = "gpt2", data: str = "org/vdata", output: str = "finetuned",
@@ -138,7 +138,7 @@ class Eval:
         result = finetune(model=model, data=data, output=output, config=config, revision=revision,
                           max_steps=max_steps, learning_rate=learning_rate, block_size=block_size,
                           batch_size=batch_size, eval_fraction=eval_fraction, resume=resume, device=device,
-                          quiet=quiet)
+                          progress=_progress(quiet))
         _print_summary(result, quiet)
 
     def report(self, *, model: str = "gpt2", data: str = "org/vdata", output: str = "eval-report",
@@ -189,9 +189,9 @@ class Eval:
 
         result = report(model=model, data=data, output=output, stereoset=stereoset, crows_pairs=crows_pairs,
                         max_steps=max_steps, max_examples=max_examples, repo=repo, push=push, token=token,
-                        device=device, quiet=quiet, config=config, revision=revision, learning_rate=learning_rate,
-                        block_size=block_size, batch_size=batch_size, reuse=reuse, control=control, seeds=seeds,
-                        resamples=resamples)
+                        device=device, progress=_progress(quiet), config=config, revision=revision,
+                        learning_rate=learning_rate, block_size=block_size, batch_size=batch_size, reuse=reuse,
+                        control=control, seeds=seeds, resamples=resamples)
         _print_summary(result, quiet)
 
 
