@@ -195,24 +195,29 @@ def test_push_without_write_access_is_refused(hub, report_run, card_repo):
         push_history(card_repo, report, "x", token=hub.bob_token)
 
 
-def test_a_failed_read_of_the_history_stops_the_push(hub, report_run, card_repo):
+def test_a_failed_read_of_the_history_stops_the_push(hub, report_run):
     """Only a missing eval/history.jsonl means a first run: a Hub error while reading it must not
-    restart the history from this run's row."""
+    restart the history from this run's row. (A repo of its own: no cached copy to fall back on.)"""
     from huggingface_hub import HfApi
 
     from vdata_hub.errors import HubError
     from vdata_hub.eval.history import push_history
 
-    report = json.loads((report_run / "report.json").read_text())
+    repo = f"org/vdata-history-{uuid.uuid4().hex[:8]}"
     api = HfApi(endpoint=hub.endpoint, token=hub.token)
-    head = api.dataset_info(card_repo).sha
+    api.create_repo(repo, repo_type="dataset")
+    api.upload_file(path_or_fileobj=CARD.encode(), path_in_repo="README.md", repo_id=repo, repo_type="dataset")
+    api.upload_file(path_or_fileobj=b'{"date": "2026-01-01"}\n', path_in_repo="eval/history.jsonl", repo_id=repo,
+                    repo_type="dataset")
+    head = api.dataset_info(repo).sha
+    report = json.loads((report_run / "report.json").read_text())
     hub.fail_next("*", r"eval/history\.jsonl", status=500, count=50)
     try:
         with pytest.raises(HubError, match=r"updating the evaluation history \(500"):
-            push_history(card_repo, report, "x", token=hub.token)
+            push_history(repo, report, "x", token=hub.token)
     finally:
         hub.clear_faults()
-    assert api.dataset_info(card_repo).sha == head
+    assert api.dataset_info(repo).sha == head
 
 
 def test_texts_from_a_hub_dataset_repo_and_its_revision(hub, vdata_folder, tmp_path):
