@@ -131,9 +131,20 @@ class ShardReader:
             future.set_exception(exc)
 
     def _fill_tail(self, start: int, future: Future) -> None:
-        self._fill(start, self.size, future)
-        if future.exception() is None:
-            self._learn_chunks(future.result())
+        """Fetch the tail and learn the column chunks from its footer before the readers waiting
+        on the tail go on (their next reads are cut at chunk ends); a footer longer than the tail
+        is read after, since reading it waits on the tail's own segment."""
+        try:
+            tail = self._fetch(start, self.size)
+        except BaseException as exc:
+            future.set_exception(exc)
+            return
+        footer_in_tail = len(tail) >= 8 and struct.unpack("<I", tail[-8:-4])[0] + 8 <= len(tail)
+        if footer_in_tail:
+            self._learn_chunks(tail)
+        future.set_result(tail)
+        if not footer_in_tail:
+            self._learn_chunks(tail)
 
     def _learn_chunks(self, tail: bytes) -> None:
         """Column chunk ranges from the footer, when the tail holds all of it."""
