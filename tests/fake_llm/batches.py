@@ -167,8 +167,8 @@ def advance(batch: FakeBatch, settings: dict, now: Optional[float] = None) -> di
     validating, finish = settings["batch_validating_s"], settings["batch_finish_s"]
     finalizing, window = settings["batch_finalizing_s"], settings["batch_expire_s"]
 
-    def answered_at(moment: float) -> int:
-        running = moment - batch.created - validating
+    def answered_at(elapsed: float) -> int:  # seconds since creation (not a clock time: (t + w) - t may fall short of w)
+        running = elapsed - validating
         if running < 0:
             return 0
         return total if finish <= 0 else min(total, int(running / finish * total))
@@ -180,10 +180,10 @@ def advance(batch: FakeBatch, settings: dict, now: Optional[float] = None) -> di
             return batch.final
         return {"status": "cancelling", "answered": answered, "at": batch.cancel_at}
     expires = batch.created + window
-    if now >= expires and answered_at(expires) < total:
-        batch.final = {"status": "expired", "answered": answered_at(expires), "at": expires}
+    if now >= expires and answered_at(window) < total:
+        batch.final = {"status": "expired", "answered": answered_at(window), "at": expires}
         return batch.final
-    answered = answered_at(now)
+    answered = answered_at(now - batch.created)
     if now - batch.created < validating:
         return {"status": "validating", "answered": 0, "at": batch.created}
     if answered < total:
