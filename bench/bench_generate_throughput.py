@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 
-def start_server(port: int, latency: float, sigma: float) -> subprocess.Popen:
+def start_server(port: int, latency: float, sigma: float = 0.0) -> subprocess.Popen:
     server = subprocess.Popen([sys.executable, "-m", "tests.fake_llm", "--port", str(port), "--latency", str(latency),
                                "--latency-sigma", str(sigma)], cwd=ROOT)
     for _ in range(100):
