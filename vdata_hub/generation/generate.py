@@ -381,8 +381,11 @@ class _Generation:
             result = await self.client.complete(planned.prompt, planned.system_prompt,
                                                 prompt_tokens(planned.prompt, planned.system_prompt),
                                                 check=self._quality_check)
-        except Exception as exc:  # AuthError, unknown model, or a bug: no new request may start
-            self.fatal = self.fatal or exc
+        except Exception as exc:  # AuthError, unknown model, or a bug: no new request may start,
+            self.fatal = self.fatal or exc  # and the records in flight stop now (their retries would
+            for task in self._tasks:  # only meet the same cause, and end as failures)
+                if task is not asyncio.current_task():
+                    task.cancel()
             raise
         finally:
             self.client.gate.release()

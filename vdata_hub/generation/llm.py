@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from vdata_hub.errors import AuthError, EndpointUnreachable, LLMError
+from vdata_hub.generation.cost import model_price
 from vdata_hub.generation.llm_call import CallError, CallSettings, Reply, parse_duration
 from vdata_hub.generation.spec import GenerationSpec
 
@@ -204,10 +205,12 @@ class LLMClient:
         self.model = model
         self.api_base = api_base
         self.api_key = api_key
+        price = model_price(model)
         self.settings = CallSettings(model=model, api_base=api_base, api_key=api_key,
                                      temperature=sampling.temperature, top_p=sampling.top_p,
                                      max_tokens=sampling.max_tokens, timeout_s=spec.retries.timeout_s,
-                                     concurrency=spec.concurrency)
+                                     concurrency=spec.concurrency,
+                                     prices=(price.input_per_token, price.output_per_token))
         self.workers = workers
         self.gate = AdaptiveConcurrency(spec.concurrency)
         self.limits = RateLimits(spec.rate_limit.requests_per_minute, spec.rate_limit.tokens_per_minute)

@@ -77,13 +77,20 @@ class CallSettings:
     max_tokens: int
     timeout_s: float
     concurrency: int = 1000  # requests in flight at most: the size of LiteLLM's connection pool
+    # (input, output) USD per token, looked up once (vdata_hub.generation.cost prices the records;
+    # 0 for a model the price map lacks). Given to LiteLLM, it skips its own price lookup on every
+    # call: -10% of its CPU per call (bench/profile_litellm_call.py, docs/benchmarks.md)
+    prices: Optional[tuple] = None
 
     def litellm_kwargs(self) -> dict:
         import httpx
 
-        return dict(model=self.model, api_base=self.api_base, api_key=self.api_key, temperature=self.temperature,
-                    top_p=self.top_p, max_tokens=self.max_tokens, max_retries=0, num_retries=0,
-                    timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, CONNECT_TIMEOUT_S)))
+        kwargs = dict(model=self.model, api_base=self.api_base, api_key=self.api_key, temperature=self.temperature,
+                      top_p=self.top_p, max_tokens=self.max_tokens, max_retries=0, num_retries=0,
+                      timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, CONNECT_TIMEOUT_S)))
+        if self.prices is not None:
+            kwargs.update(input_cost_per_token=self.prices[0], output_cost_per_token=self.prices[1])
+        return kwargs
 
 
 @dataclass
