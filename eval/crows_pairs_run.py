@@ -14,9 +14,7 @@ the pair's direction; equal scores are neutral and stay in the metric's denomina
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 
 from vdata_hub.eval.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, LEVEL, Cell, draw, format_score, interval
 from vdata_hub.eval.crows_pairs_data import BIAS_TYPES, CROWS_PAIRS_REPO, load_crows_pairs
+from vdata_hub.eval.run_folder import FinishedRun, write_run
 from vdata_hub.progress import ProgressArg, Reporter
 
 SCORES = ("metric", "stereotype", "anti_stereotype")
@@ -31,18 +30,8 @@ SCORE_NOTE = ("sentence score = mean token log-probability (first token after th
               "a pair counts for the stereotype when sent_more scores higher than sent_less")
 
 
-@dataclass
-class CrowsPairsResult:
-    results: dict
-    output: Path
-    meta: dict = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, output) -> "CrowsPairsResult":
-        """A finished run read back from its folder (results.json and run.json)."""
-        out = Path(output)
-        return cls(results=json.loads((out / "results.json").read_text(encoding="utf-8")), output=out,
-                   meta=json.loads((out / "run.json").read_text(encoding="utf-8")))
+class CrowsPairsResult(FinishedRun):
+    """A CrowS-Pairs run: results.json's layout, its folder and run.json."""
 
     def summary(self) -> str:
         return "\n".join([f"CrowS-Pairs: {self.meta.get('model')}", "", results_table(self.results), "",
@@ -151,19 +140,8 @@ def confidence_intervals(rows: list[dict], resamples: int = DEFAULT_RESAMPLES, s
     return intervals
 
 
-def read_rows(output) -> list[dict]:
-    """The per-pair rows of a finished run (its scores.jsonl)."""
-    lines = (Path(output) / "scores.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
 def _write_outputs(out: Path, results: dict, rows: list[dict], meta: dict) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_run(out, results, rows, meta)
     (out / "results.md").write_text(results_table(results) + "\n", encoding="utf-8")
     from vdata_hub.eval.charts import crows_pairs_chart
 

@@ -177,12 +177,13 @@ def stereoset_samples(before: Run, arms: dict, resamples: int, seed: int = DEFAU
 def crows_pairs_samples(before: Run, arms: dict, resamples: int, seed: int = DEFAULT_SEED):
     """The same for CrowS-Pairs, from each run's scores.jsonl."""
     from vdata_hub.eval import crows_pairs_run as crows
+    from vdata_hub.eval.run_folder import read_rows
 
-    rows_before = crows.read_rows(before.crows_pairs.output)
+    rows_before = read_rows(before.crows_pairs.output)
     drawn = draw(crows.cells(rows_before), resamples, seed)
 
     def one(result):
-        rows = crows.read_rows(result.output)
+        rows = read_rows(result.output)
         if [r["index"] for r in rows] != [r["index"] for r in rows_before]:
             raise EvalError(f"CrowS-Pairs runs {before.crows_pairs.output} and {result.output} cover different "
                             "pairs; score every model on the same data (delete the stale crows-pairs folder)")

@@ -6,14 +6,13 @@ of SS per domain. The `evaluate` module in eval/stereoset/ computes the same res
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from vdata_hub.eval.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, format_score
+from vdata_hub.eval.run_folder import FinishedRun, write_run
 from vdata_hub.eval.scoring import DOMAINS, confidence_intervals, evaluate_results
 from vdata_hub.eval.stereoset_data import STEREOSET_REPO, TASKS, load_stereoset, read_predictions, \
     write_predictions
@@ -23,18 +22,8 @@ SCORE_NOTE = ("score = exp(mean token log-probability), the geometric-mean token
               "that StereoSet's official GPT-2 scorer writes")
 
 
-@dataclass
-class StereosetResult:
-    results: dict
-    output: Path
-    meta: dict = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, output) -> "StereosetResult":
-        """A finished run read back from its folder (results.json and run.json)."""
-        out = Path(output)
-        return cls(results=json.loads((out / "results.json").read_text(encoding="utf-8")), output=out,
-                   meta=json.loads((out / "run.json").read_text(encoding="utf-8")))
+class StereosetResult(FinishedRun):
+    """A StereoSet run: results.json in the official layout, its folder and run.json."""
 
     def summary(self) -> str:
         lines = [f"StereoSet: {self.meta.get('model') or self.meta.get('predictions')}", "",
@@ -119,15 +108,10 @@ def _score_with_model(model: str, examples: dict, batch_size: int, device, repor
 
 
 def _write_outputs(out: Path, results: dict, rows: list[dict], meta: dict) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_run(out, results, rows, meta)
     write_predictions(out / "predictions.json",
                       {task: [(r["sentence_id"], r["score"]) for r in rows if r["task"] == task]
                        for task in TASKS if task in results})
-    with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     note = f"\n\n{meta['intersentence_method']}.\n" if meta.get("intersentence_method") else "\n"
     (out / "results.md").write_text(results_table(results) + note, encoding="utf-8")
     from vdata_hub.eval.charts import ss_by_domain_chart

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Optional
 
@@ -82,7 +83,7 @@ def _short(exc: BaseException, api_key: Optional[str], limit: int = 200) -> str:
     return text[:limit]
 
 
-class Transport:
+class Transport(ABC):
     """One provider's batch API; subclasses fill in the wire format and the calls."""
 
     name = ""
@@ -96,21 +97,26 @@ class Transport:
         self.sampling = sampling
 
     # -- wire format -----------------------------------------------------------------------
+    @abstractmethod
     def request_line(self, record_id: str, prompt: str, system_prompt: str) -> bytes:
-        raise NotImplementedError
+        ...
 
     # -- calls -----------------------------------------------------------------------------
+    @abstractmethod
     async def submit(self, part: str, request_file) -> str:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def view(self, batch_id: str) -> BatchView:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def results(self, view: BatchView) -> AsyncIterator[tuple[str, object]]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def cancel(self, batch_id: str) -> None:
-        raise NotImplementedError
+        ...
 
     async def find(self, part: str, count: int, since: float, known: set) -> Optional[str]:
         """The id of a batch created for `part` whose id OUT never recorded; None if there is none."""
