@@ -7,6 +7,7 @@ any test module imports them.
 import atexit
 import os
 import shutil
+import signal
 import socket
 import tempfile
 
@@ -17,6 +18,12 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["VDATA_CONFIG"] = os.path.join(tempfile.mkdtemp(prefix="vdata-config-"), "config.yaml")
 for secret in ("HF_TOKEN", "APIKEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
     os.environ.pop(secret, None)
+
+# A suite started in the background by a non-interactive shell (`./.ci/run &`, nohup) inherits SIGINT
+# ignored, and so would every CLI it starts: the tests that stop a run with Ctrl-C would see it
+# ignored, as such a shell means. They test the tool, not the shell, so the suite starts them with it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Hub emulator: huggingface_hub and datasets read these at import, so they are set before any import of them.
 _hf_home = tempfile.mkdtemp(prefix="vdata-hf-home-")
