@@ -119,9 +119,12 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_a_record(tmp_path, fake_llm):
     rows = load_rows(out)
     assert sorted(r["plan_key"] for r in rows) == sorted(p.id for p in plan_records(load_spec(spec)))
     assert (summary["records"], summary["failed"], summary["worker_restarts"]) == (80, 0, 1)
-    retried = summary["errors"].get("worker_died", 0)
-    assert 1 <= retried <= 8  # what the dead worker held in flight, sent again
-    assert 80 <= fake_llm.requests <= 80 + retried  # (some of those it held may not have left it yet)
+    assert 1 <= summary["errors"].get("worker_died", 0) <= 8  # what the dead worker held in flight, sent again
+    # Every attempt past the 80 is a retry the run counted: besides the dead worker's, a fake reply now
+    # and then trips the repetition filter (12 in 20,000; the text varies with arrival order) and is
+    # asked again, about one run in 20. The server saw no other request.
+    assert summary["requests"] == 80 + summary["retries"]
+    assert 80 <= fake_llm.requests <= summary["requests"]  # (some the dead worker held may not have left it yet)
 
 
 def test_no_worker_outlives_a_killed_run(tmp_path, fake_llm):
