@@ -58,11 +58,16 @@ WORDS = {
 
 
 def reply_text(seed: str, sentences: int) -> str:
-    """Plain, varied English so quality filters (length, repetition, language) accept it."""
+    """Plain, varied English so quality filters (length, repetition, language) accept it.
+
+    No phrase is drawn twice in one reply while there are enough to go round: drawn with replacement,
+    1 reply in 1,700 repeated enough to be refused as repetition, a retry no test had asked for.
+    """
     rng = random.Random(seed)
-    parts = [f"{rng.choice(WORDS['who'])} {rng.choice(WORDS['did'])} {rng.choice(WORDS['what'])} "
-             f"{rng.choice(WORDS['how'])}." for _ in range(sentences)]
-    return " ".join(parts)
+    drawn = {part: rng.sample(words, sentences) if sentences <= len(words) else rng.choices(words, k=sentences)
+             for part, words in WORDS.items()}
+    return " ".join(f"{drawn['who'][i]} {drawn['did'][i]} {drawn['what'][i]} {drawn['how'][i]}."
+                    for i in range(sentences))
 
 
 class FakeLLM:
