@@ -118,9 +118,9 @@ class Transport(ABC):
     async def cancel(self, batch_id: str) -> None:
         ...
 
+    @abstractmethod
     async def find(self, part: str, count: int, since: float, known: set) -> Optional[str]:
         """The id of a batch created for `part` whose id OUT never recorded; None if there is none."""
-        raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------
     async def call(self, what: str, make_call, attempts: int = 5):
